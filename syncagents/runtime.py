@@ -1,0 +1,124 @@
+"""Greenlet bookkeeping: which job a greenlet works for, and who holds the hub too long.
+
+Every greenlet belongs to a job group or to the worker. A job's greenlets carry its id, and
+greenlets they spawn with plain ``gevent.spawn`` inherit it through gevent's spawn tree, so a
+hub-block warning can name the job whose code stalled everyone else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+import gevent
+import gevent.events
+from gevent import Greenlet
+from greenlet import getcurrent
+from loguru import logger
+
+from ._bridge import real_lock, to_thread
+
+__all__ = [
+    "to_thread",
+    "current_job_id",
+    "job_id_of",
+    "bind_job_id",
+    "HubBlockMonitor",
+    "enable_hub_block_detection",
+    "real_lock",
+]
+
+T = TypeVar("T")
+
+_JOB_ATTR = "_syncagents_job_id"
+
+
+def bind_job_id(greenlet: Any, job_id: str | None) -> None:
+    """Mark ``greenlet`` (and, through the spawn tree, what it spawns) as working for a job."""
+    setattr(greenlet, _JOB_ATTR, job_id)
+
+
+def job_id_of(greenlet: Any) -> str | None:
+    """The job a greenlet works for: its own mark or the nearest spawning ancestor's."""
+    g = greenlet
+    for _ in range(64):  # spawn trees are shallow; the bound guards against cycles
+        if g is None:
+            return None
+        jid = getattr(g, _JOB_ATTR, None)
+        if jid is not None:
+            return jid  # type: ignore[no-any-return]
+        ref = getattr(g, "spawning_greenlet", None)
+        g = ref() if ref is not None else None
+    return None
+
+
+def current_job_id() -> str | None:
+    return job_id_of(getcurrent())
+
+
+class HubBlockMonitor:
+    """Logs a WARNING ``hub blocked <ms> ms`` with the job id and stack of the culprit.
+
+    gevent's monitor thread samples the hub every ``max_blocking_ms`` and publishes
+    ``EventLoopBlocked``; we only format and log it. Nothing is killed.
+    """
+
+    def __init__(self) -> None:
+        self.max_blocking_ms = 100.0
+        self.events = 0
+        self._installed = False
+        self.listeners: list[Callable[[str | None, float, str], None]] = []
+
+    def install(self, max_blocking_ms: float) -> None:
+        self.max_blocking_ms = float(max_blocking_ms)
+        gevent.config.max_blocking_time = self.max_blocking_ms / 1000.0
+        if not self._installed:
+            self._installed = True
+            gevent.events.subscribers.append(self._on_event)
+        hub = gevent.get_hub()
+        if getattr(hub, "periodic_monitoring_thread", None) is None:
+            gevent.config.monitor_thread = True
+            hub.start_periodic_monitoring_thread()
+        else:
+            # an already running monitor keeps its own cadence: update its threshold
+            hub.periodic_monitoring_thread._greenlet_tracer.max_blocking_time = (  # noqa: SLF001
+                gevent.config.max_blocking_time
+            )
+
+    def _on_event(self, event: Any) -> None:
+        if not isinstance(event, gevent.events.EventLoopBlocked):
+            return
+        self.events += 1
+        job_id = job_id_of(event.greenlet)
+        stack = "".join(
+            line if line.endswith("\n") else line + "\n" for line in (event.info or [])
+        )
+        blocked_ms = event.blocking_time * 1000.0
+        logger.bind(job_id=job_id).warning(
+            "hub blocked {:.0f} ms by {} (job {})\n{}",
+            blocked_ms,
+            _describe(event.greenlet),
+            job_id or "-",
+            stack.rstrip(),
+        )
+        for listener in list(self.listeners):
+            listener(job_id, blocked_ms, stack)
+
+
+def _describe(greenlet: Any) -> str:
+    if isinstance(greenlet, Greenlet):
+        return f"greenlet {getattr(greenlet, 'name', '') or hex(id(greenlet))}"
+    return repr(greenlet)
+
+
+hub_monitor = HubBlockMonitor()
+
+
+def enable_hub_block_detection(max_blocking_ms: float = 100.0) -> HubBlockMonitor:
+    """Turn on the hub-block WARNING (every CLI command does this)."""
+    hub_monitor.install(max_blocking_ms)
+    return hub_monitor
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000.0
