@@ -40,7 +40,20 @@ _SUBMODULES = {
     "plugins", "runtime", "log",
 }
 
-__all__ = ["to_thread", "__version__", *_LAZY]
+__all__ = [
+    "AutoDisconnect",
+    "AutoSubscribe",
+    "JobContext",
+    "JobRequest",
+    "JobType",
+    "Plugin",
+    "VoiceAssistant",
+    "Worker",
+    "WorkerOptions",
+    "WorkerPermissions",
+    "__version__",
+    "to_thread",
+]
 
 
 def __getattr__(name: str) -> Any:

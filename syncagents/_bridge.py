@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
-import sys
 import types
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Generic, Iterator, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Generic, TypeVar
 
 import gevent
 import gevent.event
@@ -59,9 +59,22 @@ class _HubPoster:
         self._pending: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
             collections.deque()
         )
-        # ref=False: a pending wake-up must not keep the hub (and so the process) alive.
+        # Unreferenced while nobody waits, so an idle bridge never keeps the process alive;
+        # referenced while a greenlet waits on the loop thread, or gevent would declare
+        # "this operation would block forever" (LoopExit) with no other watcher active.
         self._watcher = self.hub.loop.async_(ref=False)
         self._watcher.start(self._drain)
+        self._waiters = 0
+
+    def hold(self) -> None:
+        self._waiters += 1
+        if self._waiters == 1:
+            self._watcher.ref = True
+
+    def release(self) -> None:
+        self._waiters -= 1
+        if self._waiters == 0:
+            self._watcher.ref = False
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._pending.append((fn, args))  # deque.append is atomic under the GIL
@@ -79,13 +92,12 @@ class _HubPoster:
                 logger.opt(exception=True).error("callback posted to the hub failed")
 
 
-_poster: _HubPoster | None = None
+# Created at import, in the importing (main) thread: built lazily from a native thread it
+# would bind to that thread's hub instead of the one greenlets wait on.
+_poster = _HubPoster()
 
 
 def _hub_poster() -> _HubPoster:
-    global _poster
-    if _poster is None:
-        _poster = _HubPoster()
     return _poster
 
 
@@ -96,6 +108,17 @@ def post_to_hub(fn: Callable[..., Any], *args: Any) -> None:
         poster.hub.loop.run_callback(fn, *args)
     else:
         poster.post(fn, *args)
+
+
+def wait_event(event: gevent.event.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)`` for an event that a native thread sets through
+    :func:`post_to_hub`: keeps the hub's wake-up watcher referenced meanwhile."""
+    poster = _hub_poster()
+    poster.hold()
+    try:
+        return bool(event.wait(timeout))
+    finally:
+        poster.release()
 
 
 # -- CPU work on native threads ----------------------------------------------------------------
@@ -118,6 +141,375 @@ def set_thread_pool_size(size: int) -> None:
     gevent.get_hub().threadpool.maxsize = max(1, size)
 
 
+# -- the asyncio loop thread -------------------------------------------------------------------
+
+
+class _Loop(asyncio.SelectorEventLoop):
+    """A selector loop whose self-pipe is made of raw ``_socket`` objects.
+
+    Under ``patch_all`` ``socket.socketpair()`` returns gevent sockets; the loop writes to its
+    self-pipe from other threads (``call_soon_threadsafe``), which must never enter gevent.
+    """
+
+    def _make_self_pipe(self) -> None:
+        import _socket
+
+        self._ssock, self._csock = _socket.socketpair()
+        self._ssock.setblocking(False)
+        self._csock.setblocking(False)
+        self._internal_fds += 1  # type: ignore[assignment]
+        self._add_reader(self._ssock.fileno(), self._read_from_self)  # type: ignore[assignment]
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        selector = monkey.get_original("selectors", "DefaultSelector")()
+        self.loop = _Loop(selector)
+        self._started = _allocate_lock()
+        self._stopped = _allocate_lock()
+        self._started.acquire()
+        self._stopped.acquire()
+        self.thread_id = _start_new_thread(self._main, ())
+        self._started.acquire()  # the loop runs before anyone schedules on it
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.release)
+        try:
+            self.loop.run_forever()
+        finally:
+            self._stopped.release()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel every task, let them unwind, stop the loop and wait for the thread."""
+        if self.loop.is_closed():
+            return
+
+        async def _cancel_all() -> None:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout / 2)
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(_cancel_all()))
+        if self._stopped.acquire(True, timeout):
+            self.loop.close()
+
+
+_loop_thread: _LoopThread | None = None
+_loop_lock = _allocate_lock()  # creation may race between the hub and native threads
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The bridge's event loop (started on first use)."""
+    global _loop_thread
+    if _loop_thread is None:
+        with _loop_lock:
+            if _loop_thread is None:
+                livekit_rtc()
+                # Create the FFI client first so that our atexit hook, registered after its own,
+                # runs before livekit disposes the native runtime (atexit is LIFO).
+                from livekit.rtc._ffi_client import FfiClient
+
+                FfiClient.instance  # noqa: B018
+                _loop_thread = _LoopThread()
+                atexit.register(shutdown)
+    return _loop_thread.loop
+
+
+def in_loop_thread() -> bool:
+    return _loop_thread is not None and _get_ident() == _loop_thread.thread_id
+
+
+_exit_hooks: list[Callable[[], Awaitable[None]]] = []
+
+
+def add_exit_hook(hook: Callable[[], Awaitable[None]]) -> None:
+    """A coroutine function run on the loop before it stops (e.g. disconnect live rooms)."""
+    _exit_hooks.append(hook)
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Run exit hooks, cancel remaining tasks, stop the loop thread. Idempotent."""
+    global _loop_thread
+    lt = _loop_thread
+    if lt is None or lt.loop.is_closed():
+        return
+    hooks = list(_exit_hooks)
+    _exit_hooks.clear()
+    if hooks:
+        done = _allocate_lock()
+        done.acquire()
+
+        async def _run_hooks() -> None:
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(h() for h in hooks), return_exceptions=True), timeout / 2
+                )
+            except BaseException:
+                pass
+            finally:
+                done.release()
+
+        lt.loop.call_soon_threadsafe(lambda: lt.loop.create_task(_run_hooks()))
+        done.acquire(True, timeout)
+    lt.stop(timeout)
+    _loop_thread = None
+    _dispose_ffi(lt.loop)
+
+
+def _dispose_ffi(stopped_loop: asyncio.AbstractEventLoop) -> None:
+    # Shut livekit's native runtime down now, while the interpreter is whole: its threads call
+    # back into Python, and a callback that lands during finalization aborts the process
+    # ("panic in a function that cannot unwind", NOTES.md). livekit's own atexit hook then
+    # finds it disposed and does nothing.
+    from livekit.rtc import _ffi_client
+
+    client = _ffi_client.FfiClient._instance
+    if client is None:
+        return
+    queue = client.queue
+    with queue._lock:  # subscribers bound to the closed loop would log on every event
+        queue._subscribers = [s for s in queue._subscribers if s[1] is not stopped_loop]
+    client._dispose()
+
+
+# -- greenlet ↔ coroutine ---------------------------------------------------------------------
+
+
+class _Call(Generic[T]):
+    """One coroutine run for one waiting greenlet; its result crosses back through the poster."""
+
+    __slots__ = ("cancelled", "coro", "result", "task")
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.task: asyncio.Task[T] | None = None
+        self.cancelled = False
+        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    # loop thread
+    def start(self) -> None:
+        if self.cancelled:
+            self.coro.close()
+            return
+        self.task = asyncio.ensure_future(self.coro)
+        self.task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            post_to_hub(self.result.set_exception, _Cancelled())
+            return
+        exc = task.exception()
+        if exc is not None:
+            post_to_hub(self.result.set_exception, exc)
+        else:
+            post_to_hub(self.result.set, task.result())
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+class _Cancelled(Exception):
+    """The coroutine was cancelled on the loop side (e.g. by shutdown)."""
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the bridge loop; block only this greenlet; return or re-raise.
+
+    On timeout the coroutine is cancelled and the builtin ``TimeoutError`` raised. If this
+    greenlet is killed while waiting, the coroutine is cancelled too.
+    """
+    lp = loop()
+    if in_loop_thread():
+        coro.close()
+        raise RuntimeError("bridge.run() called from the loop thread")
+    call: _Call[T] = _Call(coro)
+    lp.call_soon_threadsafe(call.start)
+    poster = _hub_poster()
+    poster.hold()
+    try:
+        call.result.wait(timeout)
+    except BaseException:
+        # GreenletExit (killed), an outer gevent.Timeout, KeyboardInterrupt: stop the work too
+        if not lp.is_closed():
+            lp.call_soon_threadsafe(call.cancel)
+        raise
+    finally:
+        poster.release()
+    if not call.result.ready():
+        lp.call_soon_threadsafe(call.cancel)
+        raise TimeoutError(f"timed out after {timeout} s")
+    return call.result.get()  # type: ignore[no-any-return]
+
+
+def call(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    """Run a plain function on the loop thread (livekit objects that grab the running loop in
+    their constructor must be built there) and return its result."""
+
+    async def _wrapper() -> T:
+        return fn(*args)
+
+    return run(_wrapper(), timeout=timeout)
+
+
+def submit(coro: Coroutine[Any, Any, Any]) -> None:
+    """Fire and forget: schedule ``coro`` on the loop; failures are logged, never raised."""
+
+    def _start() -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(_log_failure)
+
+    loop().call_soon_threadsafe(_start)
+
+
+def call_soon(fn: Callable[..., Any], *args: Any) -> None:
+    """Schedule a plain callback on the loop thread."""
+    loop().call_soon_threadsafe(fn, *args)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        from loguru import logger
+
+        exc = task.exception()
+        logger.opt(exception=exc).error("background livekit task failed: {}", exc)
+
+
+class BlockingIterator(Generic[T]):
+    """A greenlet-side ``for`` loop over an async iterator running on the bridge loop.
+
+    A pump task reads the async iterator into a deque of at most ``maxsize`` items; when the
+    deque is full the pump waits (backpressure reaches the producer instead of growing a queue).
+    The greenlet drains the deque without any round trip, and the hub is woken only when the
+    greenlet is actually waiting, once per batch: that is what keeps the per-item cost close
+    to plain asyncio (NOTES.md). ``close()`` may come from any greenlet; a loop waiting on the
+    iterator then ends.
+    """
+
+    def __init__(
+        self,
+        make_aiter: Callable[[], AsyncIterator[T]],
+        maxsize: int = 64,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._maxsize = max(1, maxsize)
+        self._done = False  # pump finished (exhausted, failed or closed)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._waiting = False  # the greenlet sleeps on _wake: the pump must post a wake-up
+        self._wake = gevent.event.Event()
+        self._space: asyncio.Event | None = None  # loop side: set when the deque has room
+        self._pump_waiting = False
+        self._on_close = on_close
+        self._task: asyncio.Task[None] | None = None
+        self._make_aiter = make_aiter
+        call_soon(self._start)
+
+    # -- loop thread --
+    def _start(self) -> None:
+        if self._closed:
+            self._finish(None)
+            return
+        self._space = asyncio.Event()
+        self._task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        assert self._space is not None
+        error: BaseException | None = None
+        try:
+            ait = self._make_aiter()
+            async for item in ait:
+                self._items.append(item)
+                if self._waiting:
+                    self._waiting = False
+                    post_to_hub(self._wake.set)
+                while len(self._items) >= self._maxsize and not self._closed:
+                    self._space.clear()
+                    self._pump_waiting = True
+                    if len(self._items) < self._maxsize:  # drained meanwhile
+                        self._pump_waiting = False
+                        break
+                    await self._space.wait()
+                if self._closed:
+                    break
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # delivered to the reader, not lost on the loop thread
+            error = exc
+        finally:
+            if self._on_close is not None:
+                try:
+                    await self._on_close()
+                except Exception:
+                    pass
+            self._finish(error)
+
+    def _finish(self, error: BaseException | None) -> None:
+        self._error = error
+        self._done = True
+        post_to_hub(self._wake.set)
+
+    def _make_space(self) -> None:
+        if self._space is not None:
+            self._space.set()
+
+    # -- greenlet side --
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.next(timeout=None)
+
+    def next(self, timeout: float | None = None) -> T:
+        items = self._items
+        while not items:
+            if self._done or self._closed:
+                if self._error is not None:
+                    err, self._error = self._error, None
+                    raise err
+                raise StopIteration
+            self._wake.clear()
+            self._waiting = True
+            if items or self._done:
+                self._waiting = False
+                continue
+            if not wait_event(self._wake, timeout):
+                self._waiting = False
+                raise TimeoutError(f"no item within {timeout} s")
+        item = items.popleft()
+        if self._pump_waiting and len(items) < self._maxsize // 2 + 1:
+            self._pump_waiting = False
+            call_soon(self._make_space)
+        return item
+
+    def close(self) -> None:
+        """Stop the pump and end every loop waiting on this iterator (any greenlet)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._items.clear()
+        self._wake.set()
+        if _loop_thread is not None and not _loop_thread.loop.is_closed():
+            call_soon(self._cancel)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._space is not None:
+            self._space.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or (self._done and not self._items)
+
+
 # -- livekit.rtc preparation ------------------------------------------------------------------
 
 _lk_prepared = False
@@ -138,7 +530,7 @@ def livekit_rtc() -> types.ModuleType:
 
     if not _lk_prepared:
         _lk_prepared = True
-        _ffi_client.threading = types.SimpleNamespace(  # type: ignore[attr-defined]
+        _ffi_client.threading = types.SimpleNamespace(  # type: ignore[assignment]
             RLock=_RLock, Lock=_allocate_lock
         )
         _ffi_client.FfiClient._instance_lock = _allocate_lock()
@@ -147,3 +539,15 @@ def livekit_rtc() -> types.ModuleType:
             client._lock = _RLock()
             client._queue._lock = _RLock()
     return lk_rtc
+
+
+def pending_tasks() -> int:
+    """Tasks alive on the bridge loop (for tests and diagnostics)."""
+    if _loop_thread is None or _loop_thread.loop.is_closed():
+        return 0
+
+    async def _count() -> int:
+        me = asyncio.current_task()
+        return sum(1 for t in asyncio.all_tasks() if t is not me and not t.done())
+
+    return run(_count(), timeout=5)

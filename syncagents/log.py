@@ -19,7 +19,7 @@ from loguru import logger
 
 from ._bridge import real_lock
 
-__all__ = ["logger", "setup_logging", "redact"]
+__all__ = ["logger", "redact", "setup_logging"]
 
 _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -28,13 +28,13 @@ def _use_real_locks_in_loguru() -> None:
     # loguru creates one lock per sink through this module; give it real locks.
     from loguru import _locks_machinery
 
-    _locks_machinery.threading = types.SimpleNamespace(Lock=real_lock)  # type: ignore[attr-defined]
+    _locks_machinery.threading = types.SimpleNamespace(Lock=real_lock)  # type: ignore[assignment]
 
 
 class _InterceptHandler(logging.Handler):
     """Forwards stdlib records to loguru, keeping the original logger name and level."""
 
-    def createLock(self) -> None:  # noqa: N802 - stdlib name
+    def createLock(self) -> None:
         self.lock = real_lock()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -73,7 +73,8 @@ def _json_sink(stream: TextIO) -> Any:
         if job_id is not None:
             out["job_id"] = job_id
         for key, value in extra.items():
-            out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+            plain = isinstance(value, (str, int, float, bool, type(None)))
+            out[key] = value if plain else str(value)
         if record["exception"] is not None:
             exc = record["exception"]
             import traceback

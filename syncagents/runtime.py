@@ -7,8 +7,11 @@ hub-block warning can name the job whose code stalled everyone else.
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any, Callable, TypeVar
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gevent
 import gevent.events
@@ -16,16 +19,16 @@ from gevent import Greenlet
 from greenlet import getcurrent
 from loguru import logger
 
-from ._bridge import real_lock, to_thread
+from ._bridge import post_to_hub, real_lock, to_thread
 
 __all__ = [
-    "to_thread",
-    "current_job_id",
-    "job_id_of",
-    "bind_job_id",
     "HubBlockMonitor",
+    "bind_job_id",
+    "current_job_id",
     "enable_hub_block_detection",
+    "job_id_of",
     "real_lock",
+    "to_thread",
 ]
 
 T = TypeVar("T")
@@ -68,6 +71,8 @@ class HubBlockMonitor:
         self.events = 0
         self._installed = False
         self.listeners: list[Callable[[str | None, float, str], None]] = []
+        self._blocked: Any = None  # the greenlet of the block being reported
+        self._hub_thread: int | None = None
 
     def install(self, max_blocking_ms: float) -> None:
         self.max_blocking_ms = float(max_blocking_ms)
@@ -76,21 +81,40 @@ class HubBlockMonitor:
             self._installed = True
             gevent.events.subscribers.append(self._on_event)
         hub = gevent.get_hub()
+        self._hub_thread = hub.thread_ident
+        gevent.config.print_blocking_reports = False  # we log our own, shorter report
         if getattr(hub, "periodic_monitoring_thread", None) is None:
             gevent.config.monitor_thread = True
             hub.start_periodic_monitoring_thread()
         else:
             # an already running monitor keeps its own cadence: update its threshold
-            hub.periodic_monitoring_thread._greenlet_tracer.max_blocking_time = (  # noqa: SLF001
+            hub.periodic_monitoring_thread._greenlet_tracer.max_blocking_time = (
                 gevent.config.max_blocking_time
             )
 
+    def uninstall(self) -> None:
+        """Stop reporting (tests; a CLI process keeps it for its whole life)."""
+        if self._installed:
+            self._installed = False
+            gevent.events.subscribers.remove(self._on_event)
+        thread = getattr(gevent.get_hub(), "periodic_monitoring_thread", None)
+        if thread is not None:
+            thread.kill()
+            gevent.get_hub().periodic_monitoring_thread = None
+
     def _on_event(self, event: Any) -> None:
+        # Runs on gevent's monitor thread, once per sampling period (max_blocking_ms) in which
+        # the hub saw no switch. A long block is reported once, when first seen; when the hub
+        # runs again a follow-up line gives the total.
         if not isinstance(event, gevent.events.EventLoopBlocked):
             return
+        if event.greenlet is self._blocked:
+            return
+        self._blocked = event.greenlet
         self.events += 1
+        detected = time.perf_counter()
         job_id = job_id_of(event.greenlet)
-        stack = "".join(
+        stack = _stack_of_thread(self._hub_thread) or "".join(
             line if line.endswith("\n") else line + "\n" for line in (event.info or [])
         )
         blocked_ms = event.blocking_time * 1000.0
@@ -103,6 +127,25 @@ class HubBlockMonitor:
         )
         for listener in list(self.listeners):
             listener(job_id, blocked_ms, stack)
+        post_to_hub(self._block_ended, event.greenlet, job_id, detected, blocked_ms)
+
+    def _block_ended(self, greenlet: Any, job_id: str | None, detected: float, ms: float) -> None:
+        if self._blocked is greenlet:
+            self._blocked = None
+        total = ms + (time.perf_counter() - detected) * 1000.0
+        logger.bind(job_id=job_id).info(
+            "the hub was blocked {:.0f} ms in total (job {})", total, job_id or "-"
+        )
+
+
+def _stack_of_thread(thread_id: int | None) -> str:
+    # We run on gevent's monitor thread while the hub's thread is stuck in the offending
+    # greenlet: its current frame is that greenlet's stack. gevent's own report dumps every
+    # greenlet in the process, far too much for one warning.
+    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    if frame is None:
+        return ""
+    return "".join(traceback.format_stack(frame, limit=20))
 
 
 def _describe(greenlet: Any) -> str:

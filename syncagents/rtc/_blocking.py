@@ -1,0 +1,65 @@
+"""Shared glue for the facade: the livekit module, and blocking passthrough of async methods."""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from typing import Any
+
+from .. import _bridge
+
+lk = _bridge.livekit_rtc()
+
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_hook_installed = False
+
+
+def track_for_exit(obj: Any) -> None:
+    """Close ``obj`` (its ``_aclose_for_exit`` coroutine) before the bridge loop stops, so the
+    native side stops calling back before the runtime is disposed."""
+    global _hook_installed
+    if not _hook_installed:
+        _hook_installed = True
+        _bridge.add_exit_hook(_close_live)
+    _live.add(obj)
+
+
+async def _close_live() -> None:
+    for obj in list(_live):
+        try:
+            await obj._aclose_for_exit()
+        except Exception:
+            pass
+
+
+def unwrap(obj: Any) -> Any:
+    """The livekit object behind a facade object (or the object itself)."""
+    return getattr(obj, "_lk", obj)
+
+
+class BlockingProxy:
+    """Exposes a livekit object's attributes; its ``async`` methods become blocking calls.
+
+    Used for objects whose every method we don't wrap by hand, so nothing of livekit's surface
+    is lost while nothing public is ``async``.
+    """
+
+    _lk: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_lk":
+            raise AttributeError(name)
+        target = self.__dict__.get("_lk")
+        if target is None:
+            raise AttributeError(name)
+        attr = getattr(target, name)
+        if inspect.iscoroutinefunction(attr):
+
+            def blocking(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+                return _bridge.run(attr(*args, **kwargs), timeout=timeout)
+
+            blocking.__name__ = name
+            blocking.__doc__ = attr.__doc__
+            return blocking
+        return attr
