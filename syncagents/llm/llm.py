@@ -1,0 +1,303 @@
+"""The LLM base class and its blocking stream.
+
+A plugin implements one generator, ``_chat(chat_ctx, fnc_ctx, temperature)``, yielding
+``ChatChunk``s; complete tool calls go in ``ChoiceDelta.tool_calls`` as
+``FunctionCallInfo.create(tool_call_id=, name=, raw_arguments=)``. ``LLM.chat()`` runs that
+generator in a greenlet owned by the returned ``LLMStream`` (spawned from the caller, so it
+works for the caller's job), which starts the request at once and buffers chunks until the
+caller iterates. The stream resolves tool calls against the function context, measures
+time to first token, duration and tokens, and can run the calls.
+
+If ``_chat`` raises, iterating the stream raises that same exception in the caller, after
+the chunks that came before it; the stream is then finished.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+import gevent
+import gevent.queue
+from gevent import Greenlet
+from greenlet import getcurrent
+from loguru import logger
+
+from .chat_context import ChatContext, ChatRole
+from .function_context import (
+    CalledFunction,
+    FunctionCallInfo,
+    FunctionContext,
+    execute_function_calls,
+)
+
+__all__ = [
+    "LLM",
+    "ChatChunk",
+    "Choice",
+    "ChoiceDelta",
+    "CompletionUsage",
+    "LLMMetrics",
+    "LLMStream",
+]
+
+# a killed plugin generator gets this long to unwind (close its HTTP response, ...)
+_CLOSE_GRACE = 5.0
+
+
+@dataclass
+class ChoiceDelta:
+    role: ChatRole = "assistant"
+    content: str | None = None
+    tool_calls: list[FunctionCallInfo] | None = None
+
+
+@dataclass
+class Choice:
+    delta: ChoiceDelta
+    index: int = 0
+
+
+@dataclass
+class CompletionUsage:
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass
+class ChatChunk:
+    """One streamed piece of the answer; a plugin may send ``usage`` (typically last)."""
+
+    choices: list[Choice] = field(default_factory=list)
+    request_id: str = ""
+    usage: CompletionUsage | None = None
+
+
+@dataclass
+class LLMMetrics:
+    """Figures of one ``chat()`` call; times in seconds (``ttft`` is -1 without any chunk)."""
+
+    label: str
+    request_id: str
+    timestamp: float
+    ttft: float
+    duration: float
+    cancelled: bool
+    completion_tokens: int
+    prompt_tokens: int
+    total_tokens: int
+    tokens_per_second: float
+    error: str | None = None
+
+
+MetricsEvent = Literal["metrics_collected"]
+
+
+class LLM:
+    """Base class of LLM plugins: subclass it and implement ``_chat``."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+
+    @property
+    def label(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    def chat(
+        self,
+        chat_ctx: ChatContext,
+        fnc_ctx: FunctionContext | None = None,
+        temperature: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> LLMStream:
+        """Start a completion; the request begins at once. ``timeout`` bounds every wait for
+        the next chunk (TimeoutError, and the stream closes)."""
+        return LLMStream(
+            self, chat_ctx=chat_ctx, fnc_ctx=fnc_ctx, temperature=temperature, timeout=timeout
+        )
+
+    def _chat(
+        self,
+        chat_ctx: ChatContext,
+        fnc_ctx: FunctionContext | None,
+        temperature: float | None,
+    ) -> Iterator[ChatChunk]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _chat()")
+
+    def on(
+        self, event: MetricsEvent, callback: Callable[..., Any] | None = None
+    ) -> Callable[..., Any]:
+        """Register ``callback`` (or decorate it). ``metrics_collected`` gets ``LLMMetrics``
+        when a stream ends, in the stream's greenlet: keep handlers quick."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.__dict__.setdefault("_listeners", {}).setdefault(event, []).append(fn)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def off(self, event: MetricsEvent, callback: Callable[..., Any]) -> None:
+        handlers = self.__dict__.get("_listeners", {}).get(event, [])
+        if callback in handlers:
+            handlers.remove(callback)
+
+    def emit(self, event: str, *args: Any) -> None:
+        for fn in list(self.__dict__.get("_listeners", {}).get(event, [])):
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("{} handler failed", event)
+
+
+class _End:
+    pass
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+class LLMStream:
+    """Blocking iterator of ``ChatChunk``; also a context manager (closing on exit).
+
+    ``function_calls`` collects the tool calls iterated so far; ``execute_functions()`` runs
+    them. ``close()`` (also from another greenlet) stops the request and ends iteration.
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        chat_ctx: ChatContext,
+        fnc_ctx: FunctionContext | None,
+        temperature: float | None,
+        timeout: float | None = None,
+    ) -> None:
+        self._llm = llm
+        # a snapshot: the caller may keep editing its context while the request runs
+        self._chat_ctx = chat_ctx.copy()
+        self._fnc_ctx = fnc_ctx
+        self._temperature = temperature
+        self._timeout = timeout
+        self._function_calls: list[FunctionCallInfo] = []
+        self._queue: gevent.queue.Queue[Any] = gevent.queue.Queue()
+        self._finished = False
+        self._closed = False
+        self._metrics: LLMMetrics | None = None
+        self._producer: Greenlet[Any, Any] = gevent.spawn(self._produce)
+
+    @property
+    def chat_ctx(self) -> ChatContext:
+        """The context the request was made with (a snapshot taken by ``chat()``)."""
+        return self._chat_ctx
+
+    @property
+    def fnc_ctx(self) -> FunctionContext | None:
+        return self._fnc_ctx
+
+    @property
+    def function_calls(self) -> list[FunctionCallInfo]:
+        return self._function_calls
+
+    @property
+    def metrics(self) -> LLMMetrics | None:
+        """Set once the plugin's generator ended (finished, failed or closed); stays None if
+        the stream was closed before the request even started."""
+        return self._metrics
+
+    def _produce(self) -> None:
+        start = time.perf_counter()
+        timestamp = time.time()
+        ttft = -1.0
+        request_id = ""
+        usage: CompletionUsage | None = None
+        cancelled = False
+        error: BaseException | None = None
+        try:
+            for chunk in self._llm._chat(self._chat_ctx, self._fnc_ctx, self._temperature):
+                if not isinstance(chunk, ChatChunk):
+                    raise TypeError(f"_chat() must yield ChatChunk, got {type(chunk).__name__}")
+                if ttft < 0:
+                    ttft = time.perf_counter() - start
+                request_id = chunk.request_id or request_id
+                usage = chunk.usage or usage
+                self._queue.put(chunk)
+        except gevent.GreenletExit:
+            cancelled = True
+            raise
+        except Exception as e:
+            error = e
+            self._queue.put(_Failure(e))
+        finally:
+            self._queue.put(_End())
+            duration = time.perf_counter() - start
+            usage = usage or CompletionUsage()
+            self._metrics = LLMMetrics(
+                label=self._llm.label,
+                request_id=request_id,
+                timestamp=timestamp,
+                ttft=ttft,
+                duration=duration,
+                cancelled=cancelled,
+                completion_tokens=usage.completion_tokens,
+                prompt_tokens=usage.prompt_tokens,
+                total_tokens=usage.total_tokens,
+                tokens_per_second=usage.completion_tokens / duration if duration > 0 else 0.0,
+                error=f"{type(error).__name__}: {error}" if error is not None else None,
+            )
+            self._llm.emit("metrics_collected", self._metrics)
+
+    def __iter__(self) -> LLMStream:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        if self._finished or self._closed:
+            raise StopIteration
+        try:
+            item = self._queue.get(timeout=self._timeout)
+        except gevent.queue.Empty:
+            self.close()
+            raise TimeoutError(f"no chunk from the LLM within {self._timeout} s") from None
+        if isinstance(item, _End) or self._closed:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self._finished = True
+            raise item.exc
+        for choice in item.choices:
+            for call in choice.delta.tool_calls or ():
+                call.resolve(self._fnc_ctx)
+                self._function_calls.append(call)
+        return item  # type: ignore[no-any-return]
+
+    def execute_functions(self, timeout: float | None = None) -> list[CalledFunction]:
+        """Run the collected tool calls concurrently (see ``execute_function_calls``): bad
+        arguments, exceptions and timeouts become results for the model, never raise."""
+        return execute_function_calls(self._function_calls, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the request (the plugin's generator is killed and unwinds) and end iteration,
+        also for a greenlet blocked in ``next()``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._producer is not getcurrent():
+            self._producer.kill(block=True, timeout=_CLOSE_GRACE)
+        self._queue.put(_End())  # wakes a waiting consumer even if the producer never ran
+
+    def __enter__(self) -> LLMStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
