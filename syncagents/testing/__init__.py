@@ -1,0 +1,36 @@
+"""``syncagents.testing``: test your agent without a LiveKit server.
+
+- ``DispatchServer``: a test double of LiveKit's agent dispatch endpoint (the worker protocol),
+  with fault injection.
+- ``FakeVAD``, ``FakeSTT``, ``FakeLLM``, ``FakeTTS``: scripted plugins with latencies, built
+  like real plugins (so they double as examples).
+- ``LocalRoom``: the in-process room ``syncagents console`` runs agents in.
+
+Names load lazily so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DispatchServer": "dispatch_server",
+    "FakeVAD": "fakes",
+    "FakeSTT": "fakes",
+    "FakeTTS": "fakes",
+    "FakeLLM": "fake_llm",
+    "FakeToolCall": "fake_llm",
+    "FakeResponse": "fake_llm",
+    "LocalRoom": "local_room",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'syncagents.testing' has no attribute {name!r}")
