@@ -1,0 +1,31 @@
+"""Text tokenizers for TTS: sentence and word splitting, batch and streaming.
+
+``basic.SentenceTokenizer`` / ``basic.WordTokenizer`` are the built-in rule-based ones;
+``SentenceTokenizer`` / ``WordTokenizer`` here are the interfaces plugins implement.
+"""
+
+from __future__ import annotations
+
+from . import basic
+from .token_stream import BufferedSentenceStream, BufferedTokenStream, BufferedWordStream
+from .tokenizer import (
+    SentenceStream,
+    SentenceTokenizer,
+    TokenData,
+    TokenStream,
+    WordStream,
+    WordTokenizer,
+)
+
+__all__ = [
+    "BufferedSentenceStream",
+    "BufferedTokenStream",
+    "BufferedWordStream",
+    "SentenceStream",
+    "SentenceTokenizer",
+    "TokenData",
+    "TokenStream",
+    "WordStream",
+    "WordTokenizer",
+    "basic",
+]
