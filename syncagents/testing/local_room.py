@@ -1,0 +1,273 @@
+"""``LocalRoom``: an in-process room for running an agent with no LiveKit server.
+
+It has the surface of :class:`syncagents.rtc.Room` that entrypoints and the VoiceAssistant
+use (connect, participants, events, the local participant's publish calls), and real media:
+the remote participant ``user`` publishes a real ``LocalAudioTrack`` fed by an
+``rtc.AudioSource`` (48 kHz mono, like a WebRTC microphone), so the agent reads it with a
+plain ``rtc.AudioStream``; tracks the agent publishes can be read the same way. The console
+runs agents here; tests use it to drive an agent end to end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.pool
+from loguru import logger
+
+from .. import rtc
+
+USER_RATE = 48000
+CHAT_TOPIC = "lk-chat-topic"  # the topic livekit's chat components use
+
+_ids = itertools.count(1)
+
+
+def _sid(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class LocalPublication:
+    """A track publication, with the attributes of livekit's ``TrackPublication``."""
+
+    track: Any
+    name: str
+    kind: int = rtc.TrackKind.KIND_AUDIO
+    source: int = rtc.TrackSource.SOURCE_MICROPHONE
+    sid: str = field(default_factory=lambda: _sid("TR"))
+    muted: bool = False
+    subscribed: bool = True
+    mime_type: str = "audio/opus"
+
+    def set_subscribed(self, subscribed: bool) -> None:
+        self.subscribed = subscribed
+
+
+@dataclass
+class LocalRemoteParticipant:
+    """The other side of the local room (``user`` by default)."""
+
+    identity: str
+    name: str = ""
+    sid: str = field(default_factory=lambda: _sid("PA"))
+    metadata: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    kind: int = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
+    track_publications: dict[str, LocalPublication] = field(default_factory=dict)
+
+
+class LocalAgentParticipant:
+    """The agent's own participant in a :class:`LocalRoom` (blocking like the facade's)."""
+
+    def __init__(self, room: LocalRoom, identity: str) -> None:
+        self._room = room
+        self.identity = identity
+        self.name = identity
+        self.sid = _sid("PA")
+        self.metadata = ""
+        self.attributes: dict[str, str] = {}
+        self.kind = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+        self.track_publications: dict[str, LocalPublication] = {}
+
+    def publish_track(
+        self, track: Any, options: Any = None, *, timeout: float | None = None
+    ) -> LocalPublication:
+        source = getattr(options, "source", 0) or rtc.TrackSource.SOURCE_MICROPHONE
+        pub = LocalPublication(track=track, name=getattr(track, "name", ""), source=source)
+        self.track_publications[pub.sid] = pub
+        self._room._emit("local_track_published", pub, track)
+        for listener in list(self._room.track_listeners):
+            listener(pub)
+        return pub
+
+    def unpublish_track(self, track_sid: str, *, timeout: float | None = None) -> None:
+        pub = self.track_publications.pop(track_sid, None)
+        if pub is not None:
+            self._room._emit("local_track_unpublished", pub)
+
+    def publish_data(
+        self,
+        payload: bytes | str,
+        *,
+        reliable: bool = True,
+        destination_identities: list[str] | None = None,
+        topic: str = "",
+        timeout: float | None = None,
+    ) -> None:
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        self._room.data_sent.append((topic, data))
+
+    def publish_transcription(self, transcription: Any, *, timeout: float | None = None) -> None:
+        for listener in list(self._room.transcription_listeners):
+            listener(transcription)
+
+    def set_metadata(self, metadata: str, *, timeout: float | None = None) -> None:
+        self.metadata = metadata
+
+    def set_attributes(self, attributes: dict[str, str], *, timeout: float | None = None) -> None:
+        self.attributes.update(attributes)
+
+    def __repr__(self) -> str:
+        return f"LocalAgentParticipant(identity={self.identity!r})"
+
+
+class LocalRoom:
+    """A room with the agent and one remote participant, all in this process.
+
+    ``user_source`` is the user's microphone: capture 48 kHz mono frames into it (the console
+    plays a WAV file or a microphone there). ``send_chat(text)`` delivers a chat message
+    (``data_received`` on the chat topic). ``transcription_listeners`` and
+    ``track_listeners`` see what the agent publishes.
+    """
+
+    def __init__(
+        self,
+        name: str = "console",
+        *,
+        user_identity: str = "user",
+        agent_identity: str = "agent",
+        user_queue_ms: int = 100,
+    ) -> None:
+        self.name = name
+        self.sid = _sid("RM")
+        self.metadata = ""
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self._group = gevent.pool.Group()
+        self._spawner: Callable[..., Any] | None = None
+        self._connected = False
+        self.user = LocalRemoteParticipant(identity=user_identity, name=user_identity)
+        self.user_source = rtc.AudioSource(USER_RATE, 1, queue_size_ms=user_queue_ms)
+        self.user_track = rtc.LocalAudioTrack.create_audio_track("microphone", self.user_source)
+        self.user_publication = LocalPublication(track=self.user_track, name="microphone")
+        self._local = LocalAgentParticipant(self, agent_identity)
+        self._remote: dict[str, LocalRemoteParticipant] = {}
+        self.transcription_listeners: list[Callable[[Any], None]] = []
+        self.track_listeners: list[Callable[[LocalPublication], None]] = []
+        self.assistants: list[Any] = []
+        self.data_sent: list[tuple[str, bytes]] = []
+        self.connected_at: float | None = None
+
+    # -- the facade surface -------------------------------------------------------------------
+    def _set_spawner(self, spawner: Callable[..., Any] | None) -> None:
+        self._spawner = spawner
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._handlers.setdefault(event, []).append(fn)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def off(self, event: str, callback: Callable[..., Any]) -> None:
+        if callback in self._handlers.get(event, []):
+            self._handlers[event].remove(callback)
+
+    def connect(
+        self, url: str = "", token: str = "", options: Any = None, timeout: float | None = 10
+    ) -> None:
+        """Join; the user joins right after and publishes its microphone track."""
+        if self._connected:
+            return
+        self._connected = True
+        self.connected_at = time.monotonic()
+        self._emit("connection_state_changed", rtc.ConnectionState.CONN_CONNECTED)
+        self._emit("connected")
+        self._user_joins()
+
+    def disconnect(self, timeout: float | None = 10) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        self._emit("connection_state_changed", rtc.ConnectionState.CONN_DISCONNECTED)
+        self._emit("disconnected", rtc.DisconnectReason.CLIENT_INITIATED)
+
+    def isconnected(self) -> bool:
+        return self._connected
+
+    @property
+    def connection_state(self) -> int:
+        if self._connected:
+            return int(rtc.ConnectionState.CONN_CONNECTED)
+        return int(rtc.ConnectionState.CONN_DISCONNECTED)
+
+    @property
+    def local_participant(self) -> LocalAgentParticipant:
+        if not self._connected:
+            raise RuntimeError("cannot access local participant before connecting")
+        return self._local
+
+    @property
+    def remote_participants(self) -> dict[str, LocalRemoteParticipant]:
+        return dict(self._remote)
+
+    # -- the user's side ----------------------------------------------------------------------
+    def _user_joins(self) -> None:
+        user = self.user
+        self._remote[user.identity] = user
+        self._emit("participant_connected", user)
+        pub = self.user_publication
+        user.track_publications[pub.sid] = pub
+        self._emit("track_published", pub, user)
+        self._emit("track_subscribed", self.user_track, pub, user)
+
+    def user_leaves(self) -> None:
+        """The user hangs up: ``participant_disconnected`` (a ROOM_EMPTY job then ends)."""
+        user = self._remote.pop(self.user.identity, None)
+        if user is not None:
+            for pub in list(user.track_publications.values()):
+                self._emit("track_unsubscribed", pub.track, pub, user)
+            self._emit("participant_disconnected", user)
+
+    def send_chat(self, text: str) -> None:
+        """The user sends a chat message (livekit's chat format on the chat topic)."""
+        payload = json.dumps(
+            {"id": f"msg-{next(_ids)}", "message": text, "timestamp": int(time.time() * 1000)}
+        ).encode()
+        packet = rtc.DataPacket(
+            data=payload,
+            kind=rtc.DataPacketKind.KIND_RELIABLE,
+            participant=self.user,  # type: ignore[arg-type]
+            topic=CHAT_TOPIC,
+        )
+        self._emit("data_received", packet)
+
+    def _on_assistant_started(self, assistant: Any) -> None:
+        self.assistants.append(assistant)
+
+    def close(self) -> None:
+        """Disconnect and release the user's media objects."""
+        self.disconnect()
+        self._group.kill(block=False)
+        try:
+            self.user_source.close()
+        except Exception as exc:
+            logger.debug("closing the local user source: {}", exc)
+
+    # -- events -------------------------------------------------------------------------------
+    def _emit(self, event: str, *args: Any) -> None:
+        # like syncagents.rtc.Room: every handler call runs in its own greenlet
+        for handler in list(self._handlers.get(event, ())):
+            if self._spawner is not None:
+                self._spawner(self._run_handler, event, handler, args)
+            else:
+                self._group.spawn(self._run_handler, event, handler, args)
+
+    @staticmethod
+    def _run_handler(event: str, handler: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            logger.opt(exception=True).error("local room handler for {!r} failed", event)
+
+    def __repr__(self) -> str:
+        return f"LocalRoom(name={self.name!r}, connected={self._connected})"
+
+
