@@ -1,0 +1,136 @@
+"""``StreamAdapter``: a streaming STT built from a batch STT and a VAD.
+
+The VAD cuts the audio into speech segments; each END_OF_SPEECH segment goes to the batch
+STT's ``recognize``. A segment is recognized in its own greenlet while later audio keeps
+arriving (and later segments may be recognized concurrently), yet events come out in order,
+per segment: START_OF_SPEECH, FINAL_TRANSCRIPT (only if the text is not empty),
+END_OF_SPEECH. ``start_time``/``end_time`` become seconds from the start of the stream: the
+batch STT's times (relative to the segment audio it was given) shifted by where that audio
+starts, or the VAD's speech bounds when the batch STT leaves both at 0.
+
+It is written as an ordinary streaming plugin (``_stream``), so it also shows how to write one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gevent import Greenlet
+from gevent.pool import Group
+
+from .. import vad as vad_mod
+from ..channel import Chan
+from .stt import STT, SpeechData, SpeechEvent, SpeechEventType, SpeechStream, STTCapabilities
+
+__all__ = ["StreamAdapter"]
+
+
+class _AdapterStream(SpeechStream):
+    # the wrapped STT's recognize() already reports metrics for every segment
+    _stream_metrics = False
+
+
+class StreamAdapter(STT):
+    def __init__(self, *, stt: STT, vad: vad_mod.VAD) -> None:
+        super().__init__(
+            capabilities=STTCapabilities(streaming=True, interim_results=False)
+        )
+        self._stt = stt
+        self._vad = vad
+        stt.on("metrics_collected", self._emit_metrics)
+
+    @property
+    def wrapped_stt(self) -> STT:
+        return self._stt
+
+    @property
+    def vad(self) -> vad_mod.VAD:
+        return self._vad
+
+    @property
+    def label(self) -> str:
+        return f"{self._stt.label} (StreamAdapter)"
+
+    def recognize(
+        self, frames: Any, language: str | None = None, timeout: float | None = None
+    ) -> SpeechEvent:
+        # straight to the wrapped STT (its metrics are forwarded, so none are added here)
+        return self._stt.recognize(frames, language, timeout)
+
+    def _recognize(self, frames: list[Any], language: str | None) -> SpeechEvent:
+        return self._stt.recognize(frames, language)
+
+    def stream(self, language: str | None = None) -> SpeechStream:
+        return _AdapterStream(self, language)
+
+    def close(self) -> None:
+        self._stt.off("metrics_collected", self._emit_metrics)
+
+    def _stream(self, frames: Iterator[Any], language: str | None) -> Iterator[SpeechEvent]:
+        vad_stream = self._vad.stream()
+        # in stream order: ready events, or greenlets whose value is a segment's events
+        ordered: Chan[SpeechEvent | Greenlet] = Chan()
+        group = Group()
+
+        def feed() -> None:
+            for frame in frames:
+                vad_stream.push_frame(frame)
+            vad_stream.end_input()
+
+        def segment() -> None:
+            try:
+                for ev in vad_stream:
+                    if ev.type is vad_mod.VADEventType.START_OF_SPEECH:
+                        ordered.send_nowait(SpeechEvent(SpeechEventType.START_OF_SPEECH))
+                    elif ev.type is vad_mod.VADEventType.END_OF_SPEECH:
+                        ordered.send_nowait(group.spawn(self._recognize_segment, ev, language))
+            except Exception as exc:
+                ordered.close_with_error(exc)
+            else:
+                ordered.close()
+
+        group.spawn(feed)
+        group.spawn(segment)
+        try:
+            for item in ordered:
+                if isinstance(item, Greenlet):
+                    result = item.get()
+                    if isinstance(result, Exception):
+                        raise result
+                    yield from result
+                else:
+                    yield item
+        finally:
+            vad_stream.close()
+            group.kill(block=True, timeout=5)
+
+    def _recognize_segment(
+        self, ev: vad_mod.VADEvent, language: str | None
+    ) -> list[SpeechEvent] | Exception:
+        # the error is returned, not raised: the stream re-raises it in order, and gevent
+        # would otherwise also print it as an unhandled greenlet failure
+        try:
+            final = self._stt.recognize(ev.frames, language)
+        except Exception as exc:
+            return exc
+        # the END_OF_SPEECH frames end at ev.timestamp
+        offset = ev.timestamp - sum(f.samples_per_channel / f.sample_rate for f in ev.frames)
+        speech_end = ev.timestamp - ev.silence_duration
+        for alt in final.alternatives:
+            if not alt.start_time and not alt.end_time:
+                alt.start_time, alt.end_time = speech_end - ev.speech_duration, speech_end
+            else:
+                alt.start_time += offset
+                alt.end_time += offset
+        events = []
+        if final.text.strip():
+            events.append(
+                SpeechEvent(
+                    SpeechEventType.FINAL_TRANSCRIPT,
+                    alternatives=final.alternatives or [SpeechData(text=final.text)],
+                    request_id=final.request_id,
+                )
+            )
+        events.append(SpeechEvent(SpeechEventType.END_OF_SPEECH, request_id=final.request_id))
+        return events

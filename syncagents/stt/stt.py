@@ -1,0 +1,252 @@
+"""Speech-to-text: the ``STT`` base class, its events and the blocking ``SpeechStream``.
+
+A batch plugin implements ``_recognize(frames, language) -> SpeechEvent``; a streaming one
+also implements ``_stream(frames, language) -> Iterator[SpeechEvent]`` (a generator reading
+``frames`` until the caller's ``end_input()``). The base class adds the timeouts, the stream
+plumbing (an owned greenlet drives the generator) and metrics.
+
+Metrics: every ``recognize`` (and every FINAL_TRANSCRIPT of a native stream) produces an
+``STTMetrics``, delivered to the callbacks registered with ``stt.on("metrics_collected")``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from loguru import logger
+
+from ..channel import Chan, ChanStream
+
+__all__ = [
+    "STT",
+    "STTCapabilities",
+    "STTMetrics",
+    "SpeechData",
+    "SpeechEvent",
+    "SpeechEventType",
+    "SpeechStream",
+]
+
+
+@dataclass
+class STTCapabilities:
+    streaming: bool
+    interim_results: bool
+
+
+class SpeechEventType(str, enum.Enum):
+    START_OF_SPEECH = "start_of_speech"
+    INTERIM_TRANSCRIPT = "interim_transcript"
+    FINAL_TRANSCRIPT = "final_transcript"
+    END_OF_SPEECH = "end_of_speech"
+
+
+@dataclass
+class SpeechData:
+    text: str
+    language: str = ""
+    confidence: float = 0.0
+    start_time: float = 0.0
+    """Seconds; for streams, from the start of the stream."""
+    end_time: float = 0.0
+
+
+@dataclass
+class SpeechEvent:
+    type: SpeechEventType
+    alternatives: list[SpeechData] = field(default_factory=list)
+    request_id: str = ""
+
+    @property
+    def text(self) -> str:
+        """The best alternative's text ("" when there is none)."""
+        return self.alternatives[0].text if self.alternatives else ""
+
+
+@dataclass
+class STTMetrics:
+    label: str
+    request_id: str
+    timestamp: float
+    """Wall-clock time (``time.time()``) when the metrics were taken."""
+    duration: float
+    """Seconds spent recognizing (0 for native streams, where it is not measurable)."""
+    audio_duration: float
+    """Seconds of audio that produced the transcript."""
+    streamed: bool
+    error: str | None = None
+
+
+MetricsCallback = Callable[[STTMetrics], None]
+
+
+def new_request_id() -> str:
+    return "STT_" + uuid.uuid4().hex[:12]
+
+
+class STT:
+    def __init__(self, *, capabilities: STTCapabilities) -> None:
+        self.capabilities = capabilities
+        self._metrics_callbacks: list[MetricsCallback] = []
+
+    @property
+    def label(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    # -- plugin methods ------------------------------------------------------------------------
+
+    def _recognize(self, frames: list[Any], language: str | None) -> SpeechEvent:
+        raise NotImplementedError
+
+    def _stream(self, frames: Iterator[Any], language: str | None) -> Iterator[SpeechEvent]:
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def recognize(
+        self, frames: Any | Iterable[Any], language: str | None = None, timeout: float | None = None
+    ) -> SpeechEvent:
+        """Transcribe ``frames`` (an ``rtc.AudioFrame`` or a list of them).
+
+        Blocks the calling greenlet; ``TimeoutError`` after ``timeout`` seconds (a plugin call
+        running in ``to_thread`` finishes in the background, its result discarded).
+        """
+        frame_list = [frames] if hasattr(frames, "samples_per_channel") else list(frames)
+        request_id = new_request_id()
+        audio = sum(_duration(f) for f in frame_list)
+        start = time.perf_counter()
+        error: str | None = None
+        try:
+            with gevent.Timeout(timeout, TimeoutError(f"recognize timed out after {timeout} s")):
+                event = self._recognize(frame_list, language)
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._emit_metrics(
+                STTMetrics(
+                    label=self.label,
+                    request_id=request_id,
+                    timestamp=time.time(),
+                    duration=time.perf_counter() - start,
+                    audio_duration=audio,
+                    streamed=False,
+                    error=error,
+                )
+            )
+        if not event.request_id:
+            event.request_id = request_id
+        return event
+
+    def stream(self, language: str | None = None) -> SpeechStream:
+        """A streaming recognition (needs ``capabilities.streaming``; wrap a batch STT in
+        ``stt.StreamAdapter(stt=, vad=)`` to get one)."""
+        if not self.capabilities.streaming:
+            raise NotImplementedError(
+                f"{self.label} does not stream: wrap it in stt.StreamAdapter(stt=..., vad=...)"
+            )
+        return SpeechStream(self, language)
+
+    def close(self) -> None:
+        """Release plugin resources (nothing by default)."""
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def on(self, event: str, callback: MetricsCallback | None = None) -> Any:
+        """Register ``callback`` for ``"metrics_collected"``; usable as a decorator."""
+        if event != "metrics_collected":
+            raise ValueError(f"unknown STT event {event!r}")
+
+        def register(fn: MetricsCallback) -> MetricsCallback:
+            self._metrics_callbacks.append(fn)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def off(self, event: str, callback: MetricsCallback) -> None:
+        if callback in self._metrics_callbacks:
+            self._metrics_callbacks.remove(callback)
+
+    def _emit_metrics(self, metrics: STTMetrics) -> None:
+        for fn in list(self._metrics_callbacks):
+            try:
+                fn(metrics)
+            except Exception:  # a broken listener must not break recognition
+                logger.opt(exception=True).error("STT metrics callback failed")
+
+
+class SpeechStream(ChanStream[SpeechEvent]):
+    """Push audio (``push_frame``) from one greenlet, iterate ``SpeechEvent`` in another.
+
+    An owned greenlet drives the plugin's ``_stream`` generator. Iteration ends after
+    ``end_input()`` once the plugin has said everything; ``close()`` ends it at once. A plugin
+    error is re-raised to the iterating greenlet. ``recv(timeout=)`` waits for one event.
+    """
+
+    #: emit STTMetrics per FINAL_TRANSCRIPT (adapters that forward batch metrics turn it off)
+    _stream_metrics = True
+
+    def __init__(self, stt: STT, language: str | None) -> None:
+        super().__init__()
+        self._stt = stt
+        self._language = language
+        self._input: Chan[Any] = Chan()  # unbounded: push_frame never blocks its caller
+        self._input_ended = False
+        self._audio_since_final = 0.0
+        self._spawn_producer(self._run)
+
+    def push_frame(self, frame: Any) -> None:
+        """Queue an ``rtc.AudioFrame``. Never blocks."""
+        if self._input_ended or self._closed:
+            raise RuntimeError("push_frame after end_input/close")
+        self._input.send_nowait(frame)
+
+    def flush(self) -> None:
+        """Accepted for interface parity: plugins see a plain iterator of frames."""
+
+    def end_input(self) -> None:
+        """No more audio: the plugin's ``frames`` iterator ends; iteration ends after its
+        last event."""
+        self._input_ended = True
+        self._input.close()
+
+    def _on_close(self) -> None:
+        self._input_ended = True
+        self._input.close()
+
+    def _frames(self) -> Iterator[Any]:
+        for frame in self._input:
+            self._audio_since_final += _duration(frame)
+            yield frame
+
+    def _run(self) -> None:
+        events = self._stt._stream(self._frames(), self._language)
+        try:
+            for event in events:
+                self._out.send_nowait(event)
+                if self._stream_metrics and event.type is SpeechEventType.FINAL_TRANSCRIPT:
+                    self._stt._emit_metrics(
+                        STTMetrics(
+                            label=self._stt.label,
+                            request_id=event.request_id,
+                            timestamp=time.time(),
+                            duration=0.0,
+                            audio_duration=self._audio_since_final,
+                            streamed=True,
+                        )
+                    )
+                    self._audio_since_final = 0.0
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # run the plugin's finally blocks now, in this greenlet
+                close()
+
+
+def _duration(frame: Any) -> float:
+    return float(frame.samples_per_channel) / float(frame.sample_rate)

@@ -1,0 +1,82 @@
+"""``StreamAdapter``: streaming synthesis from a batch TTS and a sentence tokenizer.
+
+Text pushed in small pieces (an LLM's deltas) goes through a sentence tokenizer stream; each
+complete sentence is synthesized with the batch TTS as soon as it is known, while later text
+keeps arriving, sentences strictly in order. The first frame of each sentence carries the
+sentence as ``delta_text``. ``flush()`` ends a segment (the tokenizer emits what it holds, the
+next text gets a new ``segment_id``).
+
+Metrics: one ``TTSMetrics`` per segment (``streamed=True``); the wrapped TTS's per-sentence
+metrics are not forwarded, so characters are not counted twice.
+
+It is written as an ordinary streaming plugin (``_stream``), so it also shows how to write one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gevent.pool import Group
+
+from .. import tokenize
+from .tts import TTS, SynthesizedAudio, TTSCapabilities
+
+__all__ = ["StreamAdapter"]
+
+
+class StreamAdapter(TTS):
+    def __init__(
+        self, *, tts: TTS, sentence_tokenizer: tokenize.SentenceTokenizer | None = None
+    ) -> None:
+        super().__init__(
+            sample_rate=tts.sample_rate,
+            num_channels=tts.num_channels,
+            capabilities=TTSCapabilities(streaming=True),
+        )
+        self._tts = tts
+        self._tokenizer = sentence_tokenizer or tokenize.basic.SentenceTokenizer()
+
+    @property
+    def wrapped_tts(self) -> TTS:
+        return self._tts
+
+    @property
+    def label(self) -> str:
+        return f"{self._tts.label} (StreamAdapter)"
+
+    def _synthesize(self, text: str) -> Iterator[Any]:
+        with self._tts.synthesize(text) as audio:
+            for item in audio:
+                yield item.frame
+
+    def _stream(self, text: Iterator[str]) -> Iterator[Any]:
+        sentences = self._tokenizer.stream()
+        errors: list[Exception] = []
+
+        def feed() -> None:
+            # reads the caller's text while sentences already synthesize
+            try:
+                for chunk in text:
+                    sentences.push_text(chunk)
+            except Exception as exc:
+                errors.append(exc)
+            try:
+                sentences.end_input()
+            except RuntimeError:  # the stream was closed meanwhile
+                pass
+
+        group = Group()
+        group.spawn(feed)
+        try:
+            for token in sentences:
+                delta = token.token
+                with self._tts.synthesize(token.token) as audio:
+                    for item in audio:
+                        yield SynthesizedAudio(frame=item.frame, delta_text=delta)
+                        delta = ""
+            if errors:
+                raise errors[0]
+        finally:
+            group.kill(block=True, timeout=5)
+            sentences.close()

@@ -1,0 +1,370 @@
+"""Text-to-speech: the ``TTS`` base class, ``ChunkedStream`` and ``SynthesizeStream``.
+
+A plugin implements ``_synthesize(text) -> Iterator[rtc.AudioFrame]`` (a generator); a
+streaming plugin also implements ``_stream(text) -> Iterator[rtc.AudioFrame |
+SynthesizedAudio]`` for one segment, where ``text`` yields the segment's text chunks and ends
+at the caller's ``flush()``/``end_input()`` (the base calls it once per segment, in order).
+
+Frames are passed on as the plugin produced them (no re-chunking: their size is the plugin's
+choice), with one guarantee: every frame has the TTS's declared ``sample_rate`` and
+``num_channels`` (other rates are resampled, mono is spread to every channel, multi-channel
+audio is averaged to mono).
+
+Synthesis runs in a greenlet owned by the returned stream, from the moment ``synthesize()`` /
+``stream()`` is called, so audio is ready before the consumer asks for it; ``close()`` stops
+it. Metrics (``TTSMetrics``: time to first byte, audio duration, characters) go to the callbacks
+registered with ``tts.on("metrics_collected")``: one per ``synthesize`` and one per segment of
+a stream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import numpy as np
+from loguru import logger
+
+from .. import rtc
+from ..channel import Chan, ChanClosed, ChanStream
+
+__all__ = [
+    "TTS",
+    "ChunkedStream",
+    "SynthesizeStream",
+    "SynthesizedAudio",
+    "TTSCapabilities",
+    "TTSMetrics",
+]
+
+
+@dataclass
+class TTSCapabilities:
+    streaming: bool
+
+
+@dataclass
+class SynthesizedAudio:
+    frame: Any
+    """``rtc.AudioFrame`` at the TTS's sample_rate / num_channels."""
+    request_id: str = ""
+    segment_id: str = ""
+    delta_text: str = ""
+    """The text this frame starts (set on the first frame of each sentence/request)."""
+
+
+@dataclass
+class TTSMetrics:
+    label: str
+    request_id: str
+    segment_id: str
+    timestamp: float
+    """Wall-clock time (``time.time()``) when the metrics were taken."""
+    ttfb: float
+    """Seconds from the request (or the segment's first text) to its first audio; -1 if none."""
+    duration: float
+    """Seconds from the request (or the segment's first text) to its last audio."""
+    audio_duration: float
+    characters_count: int
+    streamed: bool
+    cancelled: bool = False
+    error: str | None = None
+
+
+MetricsCallback = Callable[[TTSMetrics], None]
+
+
+def new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:12]
+
+
+class TTS:
+    def __init__(
+        self, *, sample_rate: int, num_channels: int, capabilities: TTSCapabilities
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.num_channels = num_channels
+        self.capabilities = capabilities
+        self._metrics_callbacks: list[MetricsCallback] = []
+
+    @property
+    def label(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    # -- plugin methods ------------------------------------------------------------------------
+
+    def _synthesize(self, text: str) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _stream(self, text: Iterator[str]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def synthesize(self, text: str) -> ChunkedStream:
+        """Synthesize ``text``: a blocking iterator of ``SynthesizedAudio`` (with ``close()``)."""
+        return ChunkedStream(self, text)
+
+    def stream(self) -> SynthesizeStream:
+        """Streaming synthesis (needs ``capabilities.streaming``; wrap a batch TTS in
+        ``tts.StreamAdapter(tts=, sentence_tokenizer=)`` to get one)."""
+        if not self.capabilities.streaming:
+            raise NotImplementedError(
+                f"{self.label} does not stream: wrap it in tts.StreamAdapter(tts=...)"
+            )
+        return SynthesizeStream(self)
+
+    def close(self) -> None:
+        """Release plugin resources (nothing by default)."""
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def on(self, event: str, callback: MetricsCallback | None = None) -> Any:
+        """Register ``callback`` for ``"metrics_collected"``; usable as a decorator."""
+        if event != "metrics_collected":
+            raise ValueError(f"unknown TTS event {event!r}")
+
+        def register(fn: MetricsCallback) -> MetricsCallback:
+            self._metrics_callbacks.append(fn)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def off(self, event: str, callback: MetricsCallback) -> None:
+        if callback in self._metrics_callbacks:
+            self._metrics_callbacks.remove(callback)
+
+    def _emit_metrics(self, metrics: TTSMetrics) -> None:
+        for fn in list(self._metrics_callbacks):
+            try:
+                fn(metrics)
+            except Exception:  # a broken listener must not break synthesis
+                logger.opt(exception=True).error("TTS metrics callback failed")
+
+
+class _Conformer:
+    """Brings frames to the declared rate and channel count; tracks timing for metrics."""
+
+    def __init__(self, tts: TTS, request_id: str, segment_id: str, streamed: bool) -> None:
+        self._tts = tts
+        self._resampler: Any = None
+        self._resampler_rate = 0
+        self.request_id = request_id
+        self.segment_id = segment_id
+        self.streamed = streamed
+        self.start = time.perf_counter()
+        self.first_audio: float | None = None
+        self.last_audio: float | None = None
+        self.audio_duration = 0.0
+        self.characters = 0
+
+    def convert(self, frame: Any) -> list[Any]:
+        tts = self._tts
+        channels = int(frame.num_channels)
+        if channels != tts.num_channels:
+            data = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, channels)
+            if tts.num_channels == 1:
+                data = data.astype(np.int32).mean(axis=1).astype(np.int16)
+            elif channels == 1:
+                data = np.repeat(data, tts.num_channels, axis=1)
+            else:
+                raise ValueError(f"cannot map {channels} channels to {tts.num_channels}")
+            n = int(frame.samples_per_channel)
+            frame = rtc.AudioFrame(data.tobytes(), frame.sample_rate, tts.num_channels, n)
+        rate = int(frame.sample_rate)
+        if rate == tts.sample_rate:
+            return [frame]
+        if rate != self._resampler_rate:
+            out = self.flush()
+            self._resampler = rtc.AudioResampler(rate, tts.sample_rate, tts.num_channels)
+            self._resampler_rate = rate
+            return out + list(self._resampler.push(frame))
+        return list(self._resampler.push(frame))
+
+    def flush(self) -> list[Any]:
+        if self._resampler is None:
+            return []
+        out = list(self._resampler.flush())
+        self._resampler = None
+        self._resampler_rate = 0
+        return out
+
+    def audio(self, frame: Any, delta_text: str) -> SynthesizedAudio:
+        now = time.perf_counter()
+        if self.first_audio is None:
+            self.first_audio = now
+        self.last_audio = now
+        self.audio_duration += frame.samples_per_channel / frame.sample_rate
+        return SynthesizedAudio(
+            frame=frame,
+            request_id=self.request_id,
+            segment_id=self.segment_id,
+            delta_text=delta_text,
+        )
+
+    def metrics(self, cancelled: bool = False, error: str | None = None) -> TTSMetrics:
+        end = self.last_audio if self.last_audio is not None else time.perf_counter()
+        return TTSMetrics(
+            label=self._tts.label,
+            request_id=self.request_id,
+            segment_id=self.segment_id,
+            timestamp=time.time(),
+            ttfb=(self.first_audio - self.start) if self.first_audio is not None else -1.0,
+            duration=end - self.start,
+            audio_duration=self.audio_duration,
+            characters_count=self.characters,
+            streamed=self.streamed,
+            cancelled=cancelled,
+            error=error,
+        )
+
+
+def _pump(
+    out: Chan[SynthesizedAudio], conform: _Conformer, produced: Iterator[Any], first_text: str
+) -> None:
+    """Send what a plugin generator yields (frames or SynthesizedAudio) to ``out``.
+
+    ``delta_text`` waits for the first frame actually sent (a resampler may hold the first
+    frames back). The generator is closed here so its ``finally`` runs in this greenlet.
+    """
+    pending_text = first_text
+    try:
+        for item in produced:
+            if isinstance(item, SynthesizedAudio):
+                frame, text = item.frame, item.delta_text
+            else:
+                frame, text = item, ""
+            pending_text += text
+            for f in conform.convert(frame):
+                out.send_nowait(conform.audio(f, pending_text))
+                pending_text = ""
+        for f in conform.flush():
+            out.send_nowait(conform.audio(f, pending_text))
+            pending_text = ""
+    finally:
+        close = getattr(produced, "close", None)
+        if close is not None:
+            close()
+
+
+def _report(tts: TTS, conform: _Conformer, run: Callable[[], None]) -> None:
+    """Run ``run`` and emit its metrics whatever happens (error, cancellation)."""
+    try:
+        run()
+    except gevent.GreenletExit:
+        tts._emit_metrics(conform.metrics(cancelled=True))
+        raise
+    except Exception as exc:
+        tts._emit_metrics(conform.metrics(error=f"{type(exc).__name__}: {exc}"))
+        raise
+    tts._emit_metrics(conform.metrics())
+
+
+class ChunkedStream(ChanStream[SynthesizedAudio]):
+    """The audio of one ``synthesize(text)``: iterate ``SynthesizedAudio``; ``close()`` stops.
+
+    The first frame's ``delta_text`` is the whole text. ``segment_id`` equals ``request_id``.
+    ``recv(timeout=)`` waits for one item; ``collect(timeout=)`` waits for all of them.
+    """
+
+    def __init__(self, tts: TTS, text: str) -> None:
+        super().__init__()
+        self._tts = tts
+        self.text = text
+        self.request_id = new_id("TTS_")
+        self._spawn_producer(self._run)
+
+    def collect(self, timeout: float | None = None) -> list[Any]:
+        """All frames, blocking until synthesis ends (``TimeoutError`` after ``timeout`` s)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        frames = []
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                frames.append(self.recv(timeout=remaining).frame)
+            except ChanClosed:
+                return frames
+
+    def _run(self) -> None:
+        conform = _Conformer(self._tts, self.request_id, self.request_id, streamed=False)
+        conform.characters = len(self.text)
+        _report(
+            self._tts,
+            conform,
+            lambda: _pump(self._out, conform, self._tts._synthesize(self.text), self.text),
+        )
+
+
+_FLUSH = object()
+
+
+class SynthesizeStream(ChanStream[SynthesizedAudio]):
+    """Push text (``push_text``, never blocks) from one greenlet, iterate ``SynthesizedAudio``
+    in another. ``flush()`` ends the current segment (the next text gets a new
+    ``segment_id``); ``end_input()`` lets iteration end once everything is synthesized;
+    ``close()`` stops at once. ``recv(timeout=)`` waits for one item.
+    """
+
+    def __init__(self, tts: TTS) -> None:
+        super().__init__()
+        self._tts = tts
+        self.request_id = new_id("TTS_")
+        self._input: Chan[Any] = Chan()  # unbounded: push_text never blocks its caller
+        self._input_ended = False
+        self._spawn_producer(self._run)
+
+    def push_text(self, text: str) -> None:
+        self._check_input()
+        if text:
+            self._input.send_nowait(text)
+
+    def flush(self) -> None:
+        self._check_input()
+        self._input.send_nowait(_FLUSH)
+
+    def end_input(self) -> None:
+        self._input_ended = True
+        self._input.close()
+
+    def _on_close(self) -> None:
+        self._input_ended = True
+        self._input.close()
+
+    def _check_input(self) -> None:
+        if self._input_ended or self._closed:
+            raise RuntimeError("push_text/flush after end_input/close")
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._input.recv()
+            except ChanClosed:
+                return
+            if first is not _FLUSH:  # an empty segment has nothing to synthesize
+                self._segment(first)
+
+    def _segment(self, first: str) -> None:
+        conform = _Conformer(self._tts, self.request_id, new_id("SEG_"), streamed=True)
+
+        def text() -> Iterator[str]:
+            item: Any = first
+            while item is not _FLUSH:
+                conform.characters += len(item)
+                yield item
+                try:
+                    item = self._input.recv()
+                except ChanClosed:
+                    return
+
+        chunks = text()
+
+        def run() -> None:
+            _pump(self._out, conform, self._tts._stream(chunks), "")
+            for _ in chunks:  # the plugin stopped reading early: skip to the segment's end
+                pass
+
+        _report(self._tts, conform, run)
