@@ -157,8 +157,8 @@ class _Loop(asyncio.SelectorEventLoop):
         self._ssock, self._csock = _socket.socketpair()
         self._ssock.setblocking(False)
         self._csock.setblocking(False)
-        self._internal_fds += 1  # type: ignore[assignment]
-        self._add_reader(self._ssock.fileno(), self._read_from_self)  # type: ignore[assignment]
+        self._internal_fds += 1  # type: ignore[attr-defined]
+        self._add_reader(self._ssock.fileno(), self._read_from_self)  # type: ignore[attr-defined]
 
 
 class _LoopThread:
