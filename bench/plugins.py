@@ -1,0 +1,179 @@
+"""Benchmarks of the offline plugins: prints figures, asserts nothing.
+
+    python bench/plugins.py [--streams 20] [--seconds 5]
+
+* silero: CPU per 32 ms window (goal <= 0.3 ms), and hub lag while N real-time streams run;
+* espeak: real-time factor (synthesis time / audio duration);
+* pocketsphinx: real-time factor, and hub lag while it decodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import numpy as np
+from gevent.pool import Group
+
+import syncagents  # noqa: F401  (patches gevent first)
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from speech import compose, speak, to_frames
+
+from syncagents import to_thread, vad
+from syncagents.plugins import espeak, pocketsphinx, silero
+from syncagents.plugins.espeak._engine import engine as espeak_engine
+from syncagents.plugins.silero._model import pool_for
+
+SENTENCES = [
+    "What is the weather like today?",
+    "Good morning, how are you?",
+    "One two three four five six seven.",
+    "I would like to order a pizza.",
+]
+
+
+class Ticker:
+    """Hub lag: how late a greenlet that sleeps ``period`` wakes up."""
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.lags_ms: list[float] = []
+        self._group = Group()
+
+    def __enter__(self) -> Ticker:
+        self._group.spawn(self._run)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._group.kill(block=True, timeout=2)
+
+    def _run(self) -> None:
+        while True:
+            start = time.perf_counter()
+            gevent.sleep(self.period)
+            self.lags_ms.append((time.perf_counter() - start - self.period) * 1000.0)
+
+    def summary(self) -> str:
+        lags = np.array(self.lags_ms or [0.0])
+        return (
+            f"p50 {np.percentile(lags, 50):.1f} ms, p99 {np.percentile(lags, 99):.1f} ms, "
+            f"max {lags.max():.1f} ms ({len(lags)} ticks)"
+        )
+
+
+def silero_cpu_per_window(windows: int = 3000) -> None:
+    audio = speak(" ".join(SENTENCES)).astype(np.float32) / 32768.0
+    count = len(audio) // 512
+    batch = audio[: count * 512].reshape(count, 512)
+    predict = silero.VAD()._new_predictor()
+
+    def run() -> tuple[float, float]:
+        cpu = time.thread_time()
+        wall = time.perf_counter()
+        for i in range(windows):
+            predict(batch[i % count])
+        return time.thread_time() - cpu, time.perf_counter() - wall
+
+    cpu, wall = to_thread(run)
+    print(
+        f"silero: {cpu / windows * 1000:.3f} ms CPU per 32 ms window "
+        f"({wall / windows * 1000:.3f} ms wall; goal <= 0.3 ms)"
+    )
+
+
+def realtime_stream(v: vad.VAD, frames: list[Any], frame_s: float) -> int:
+    stream = v.stream()
+    group = Group()
+    reader = group.spawn(
+        lambda: sum(1 for ev in stream if ev.type is vad.VADEventType.END_OF_SPEECH)
+    )
+    start = time.perf_counter()
+    try:
+        for n, frame in enumerate(frames):
+            stream.push_frame(frame)
+            delay = start + (n + 1) * frame_s - time.perf_counter()
+            if delay > 0:
+                gevent.sleep(delay)  # a live source delivers one frame per frame duration
+        stream.end_input()
+        return int(reader.get(timeout=60))
+    finally:
+        group.kill(block=True, timeout=2)
+        stream.close()
+
+
+def silero_hub_lag(streams: int, seconds: float) -> None:
+    audio, _ = compose(0.5, SENTENCES[0], 0.8, SENTENCES[1], 0.5)
+    reps = max(1, int(np.ceil(seconds * 16000 / len(audio))))
+    frames = to_frames(np.tile(audio, reps)[: int(seconds * 16000)], 16000, 20)
+    v = silero.VAD()
+    for label, warm in (("cold (models load)", False), ("warm (models pooled)", True)):
+        if warm:
+            to_thread(pool_for(16000).prewarm, streams)
+        with Ticker() as ticker:
+            group = Group()
+            for _ in range(streams):
+                group.spawn(realtime_stream, v, frames, 0.02)
+            group.join(timeout=seconds * 4 + 30, raise_error=True)
+        print(f"silero: hub lag, {streams} real-time streams of {seconds:.0f} s, {label}: "
+              f"{ticker.summary()}")
+
+
+def rtf(label: str, audio_seconds: float, fn: Callable[[], object], repeat: int = 3) -> None:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    print(f"{label}: real-time factor {best / audio_seconds:.4f} "
+          f"({best * 1000:.1f} ms for {audio_seconds:.2f} s of audio, best of {repeat})")
+
+
+def espeak_rtf() -> None:
+    text = " ".join(SENTENCES)
+    rate = to_thread(espeak_engine.prepare, "en-us")
+    samples = to_thread(espeak_engine.synthesize, text, "en-us", 175)
+    audio_s = len(samples) / rate
+    rtf("espeak engine", audio_s, lambda: to_thread(espeak_engine.synthesize, text, "en-us", 175))
+    tts = espeak.TTS()
+    rtf("espeak TTS.synthesize (frames)", audio_s,
+        lambda: tts.synthesize(text).collect(timeout=30))
+
+
+def pocketsphinx_rtf() -> None:
+    audio = speak(" ".join(SENTENCES))
+    frames = to_frames(audio)
+    audio_s = len(audio) / 16000
+    for confidence in (False, True):
+        engine = pocketsphinx.STT(prewarm=True, word_confidence=confidence)
+
+        def decode(engine: pocketsphinx.STT = engine) -> object:
+            return engine.recognize(frames, timeout=120)
+
+        with Ticker() as ticker:
+            rtf(f"pocketsphinx (word_confidence={confidence})", audio_s, decode)
+        print(f"pocketsphinx (word_confidence={confidence}): hub lag while decoding: "
+              f"{ticker.summary()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
+    silero_cpu_per_window()
+    silero_hub_lag(args.streams, args.seconds)
+    espeak_rtf()
+    pocketsphinx_rtf()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Offline text-to-speech with espeak-ng (``pip install 'syncagents[espeak]'``).
+
+The library and its voice data ship inside the ``espeakng-loader`` wheel: no OS package and
+nothing to download.
+"""
+
+from __future__ import annotations
+
+from ...plugin import Plugin
+from ...version import __version__
+from ._engine import EspeakError
+from .tts import TTS
+
+__all__ = ["TTS", "EspeakError"]
+
+
+class EspeakPlugin(Plugin):
+    def __init__(self) -> None:
+        super().__init__(title="espeak", version=__version__, package=__package__ or __name__)
+
+    def download_files(self) -> None:
+        """Nothing to download: check that the library and its data load."""
+        from ._engine import engine
+
+        engine.prepare("en-us")
+
+
+Plugin.register_plugin(EspeakPlugin())

@@ -1,0 +1,31 @@
+"""Offline speech recognition with CMU pocketsphinx (``pip install 'syncagents[pocketsphinx]'``).
+
+The US English acoustic model, language model and dictionary ship inside the pocketsphinx
+wheel: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from ...plugin import Plugin
+from ...version import __version__
+from ._decoder import missing_model_files, model_files
+from .stt import STT
+
+__all__ = ["STT", "model_files"]
+
+
+class PocketsphinxPlugin(Plugin):
+    def __init__(self) -> None:
+        super().__init__(title="pocketsphinx", version=__version__, package=__package__ or __name__)
+
+    def download_files(self) -> None:
+        """Nothing to download: check that the wheel's model files are present."""
+        missing = missing_model_files()
+        if missing:
+            raise RuntimeError(
+                "pocketsphinx model files are missing (reinstall pocketsphinx): "
+                + ", ".join(missing)
+            )
+
+
+Plugin.register_plugin(PocketsphinxPlugin())
