@@ -66,9 +66,7 @@ def _syncagents_run(frames: int) -> float:
     target = frames - 10
 
     def consume() -> None:
-        n = 0
-        for _ in stream:
-            n += 1
+        for n, _ in enumerate(stream, 1):
             if n >= target:
                 break
 

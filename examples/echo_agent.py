@@ -7,6 +7,7 @@ from the transcript. Runs with no network and no API key:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from syncagents import AutoSubscribe, JobContext, VoiceAssistant, WorkerOptions, llm
 from syncagents.plugins import espeak, pocketsphinx, silero
@@ -29,18 +30,19 @@ class EchoLLM(llm.LLM):
             yield llm.ChatChunk(choices=[llm.Choice(delta=llm.ChoiceDelta(content=word + " "))])
 
 
-def prewarm() -> dict[str, object]:
-    # loaded once per process, before the worker registers: jobs start without model loading
-    return {"vad": silero.VAD()}
+def prewarm() -> dict[str, Any]:
+    # Loaded once per process, before the worker registers: jobs start without model loading
+    # (a pocketsphinx decoder takes ~0.5 s to load and holds the GIL meanwhile).
+    return {"vad": silero.VAD(), "stt": pocketsphinx.STT()}
 
 
 def entrypoint(ctx: JobContext) -> None:
     ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     participant = ctx.wait_for_participant()
-    vad = ctx.userdata["vad"] if ctx.userdata else silero.VAD()
+    models = ctx.userdata or prewarm()
     assistant = VoiceAssistant(
-        vad=vad,
-        stt=pocketsphinx.STT(),
+        vad=models["vad"],
+        stt=models["stt"],
         llm=EchoLLM(),
         tts=espeak.TTS(),
         chat_ctx=llm.ChatContext().append(role="system", text="You repeat what you hear."),

@@ -296,7 +296,7 @@ class _Call(Generic[T]):
         if self.cancelled:
             self.coro.close()
             return
-        self.task = asyncio.ensure_future(self.coro)
+        self.task = _keep(asyncio.ensure_future(self.coro))
         self.task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[T]) -> None:
@@ -358,11 +358,22 @@ def call(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
     return run(_wrapper(), timeout=timeout)
 
 
+# The event loop holds its tasks weakly: a task nobody else references can be collected
+# mid-flight. Every task the bridge starts is kept here until it is done.
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _keep(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
 def submit(coro: Coroutine[Any, Any, Any]) -> None:
     """Fire and forget: schedule ``coro`` on the loop; failures are logged, never raised."""
 
     def _start() -> None:
-        task = asyncio.ensure_future(coro)
+        task = _keep(asyncio.ensure_future(coro))
         task.add_done_callback(_log_failure)
 
     loop().call_soon_threadsafe(_start)
@@ -418,7 +429,7 @@ class BlockingIterator(Generic[T]):
             self._finish(None)
             return
         self._space = asyncio.Event()
-        self._task = asyncio.ensure_future(self._pump())
+        self._task = _keep(asyncio.ensure_future(self._pump()))
 
     async def _pump(self) -> None:
         assert self._space is not None

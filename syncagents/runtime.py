@@ -86,6 +86,10 @@ class HubBlockMonitor:
         if getattr(hub, "periodic_monitoring_thread", None) is None:
             gevent.config.monitor_thread = True
             hub.start_periodic_monitoring_thread()
+            # gevent's monitor stops for good if its first check finds a hub that never ran
+            # (the start of a CLI command): let the hub run once now.
+            if getcurrent() is not hub:
+                gevent.sleep(0)
         else:
             # an already running monitor keeps its own cadence: update its threshold
             hub.periodic_monitoring_thread._greenlet_tracer.max_blocking_time = (
@@ -114,9 +118,7 @@ class HubBlockMonitor:
         self.events += 1
         detected = time.perf_counter()
         job_id = job_id_of(event.greenlet)
-        stack = _stack_of_thread(self._hub_thread) or "".join(
-            line if line.endswith("\n") else line + "\n" for line in (event.info or [])
-        )
+        stack = _blocked_stack(event.info) or _stack_of_thread(self._hub_thread)
         blocked_ms = event.blocking_time * 1000.0
         logger.bind(job_id=job_id).warning(
             "hub blocked {:.0f} ms by {} (job {})\n{}",
@@ -136,6 +138,16 @@ class HubBlockMonitor:
         logger.bind(job_id=job_id).info(
             "the hub was blocked {:.0f} ms in total (job {})", total, job_id or "-"
         )
+
+
+def _blocked_stack(info: Any) -> str:
+    # gevent's report captures the blocked thread's stack first, then formats the greenlet
+    # tree (slow); by the time we run the greenlet may have moved on, so use its capture.
+    lines = list(info or [])
+    for i, line in enumerate(lines[:-1]):
+        if str(line).startswith("Blocked Stack"):
+            return str(lines[i + 1])
+    return ""
 
 
 def _stack_of_thread(thread_id: int | None) -> str:

@@ -150,6 +150,7 @@ class VADStream(ChanStream[VADEvent]):
         self._speaking = False
         self._speech_run = 0  # consecutive speech samples while not speaking
         self._silence_run = 0  # consecutive silence samples while speaking
+        self._last_confident = 0  # end of the last window >= activation threshold
         self._speech_start = 0  # samples_index where the current speech began
         self._min_speech = vad.min_speech_duration * self._sr
         self._min_silence = vad.min_silence_duration * self._sr
@@ -274,6 +275,7 @@ class VADStream(ChanStream[VADEvent]):
                     self._speaking = True
                     self._silence_run = 0
                     self._speech_start = self._samples_index - self._speech_run
+                    self._last_confident = self._samples_index
             else:
                 self._speech_run = 0
                 self._trim_to_prefix()
@@ -282,6 +284,10 @@ class VADStream(ChanStream[VADEvent]):
             ended = self._silence_run >= self._min_silence
         else:
             self._silence_run = 0
+        if self._speaking and prob >= vad.activation_threshold:
+            # The speech ends where the model was last confident, not where it fell below
+            # the (lower) deactivation threshold: that decay lags the audio by ~50-100 ms.
+            self._last_confident = self._samples_index
 
         window_frame = self._frame(window)
         self._emit(VADEventType.INFERENCE_DONE, [window_frame], prob, inference_duration)
@@ -330,7 +336,10 @@ class VADStream(ChanStream[VADEvent]):
         *,
         ending: bool = False,
     ) -> None:
-        if self._speaking or ending or type_ is VADEventType.END_OF_SPEECH:
+        if ending:
+            silence = self._samples_index - max(self._last_confident, self._speech_start)
+            speech = self._samples_index - self._speech_start - silence
+        elif self._speaking or type_ is VADEventType.END_OF_SPEECH:
             speech = self._samples_index - self._speech_start - self._silence_run
             silence = self._silence_run
         else:

@@ -44,10 +44,8 @@ def console(
     if input_path and mic:
         raise click.UsageError("--input and --mic are exclusive")
     from ..log import setup_logging
-    from ..runtime import enable_hub_block_detection
 
     setup_logging(log_level, log_format)
-    enable_hub_block_detection(max_blocking_ms)
     opts = resolve_options(ctx, app)
     if opts.entrypoint_fnc is None:
         raise click.ClickException("the app has no entrypoint_fnc to run in the console")
@@ -63,6 +61,7 @@ def console(
             speaker=speaker,
             texts=texts,
             max_duration=max_duration,
+            max_blocking_ms=max_blocking_ms,
         )
     except (RuntimeError, ValueError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -21,6 +21,7 @@ import gevent.pool
 from loguru import logger
 
 from ..job import JobContext, JobResult, make_job, run_job
+from ..runtime import enable_hub_block_detection
 from ..testing.local_room import LocalRoom
 from .feeder import InputFeeder, load_input
 from .recorder import AgentRecorder
@@ -82,11 +83,14 @@ def run_console(
     texts: tuple[str, ...] | list[str] = (),
     idle_s: float = 2.0,
     max_duration: float | None = None,
+    max_blocking_ms: float | None = None,
     out: TextIO | None = None,
 ) -> ConsoleResult:
     """Run ``entrypoint`` in a local room until the conversation is over; see the module doc.
 
     ``max_duration`` (seconds) bounds the whole run (None: unbounded, as with ``--mic``).
+    ``max_blocking_ms`` turns on hub-block warnings once the app is loaded and prewarmed
+    (loading blocks by nature and stalls nobody yet).
     """
     out = out or sys.stdout
     group = gevent.pool.Group()  # the console's own greenlets, killed on the way out
@@ -107,6 +111,8 @@ def run_console(
     room.on("connected", lambda: connected.set())
 
     userdata = prewarm() if prewarm is not None else None
+    if max_blocking_ms is not None and max_blocking_ms > 0:
+        enable_hub_block_detection(max_blocking_ms)
     ctx = JobContext(make_job("console", participant_identity=room.user.identity), room=room,
                      userdata=userdata)
     job = group.spawn(run_job, ctx, entrypoint)

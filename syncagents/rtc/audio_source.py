@@ -94,15 +94,22 @@ class AudioSource:
         _bridge.run(self._playout(), timeout=timeout)
 
     def close(self) -> None:
+        """Drop what is queued, let an in-flight capture finish, release the native source."""
+        if self._closed:
+            return
         self._closed = True
         self._frames.clear()
         self._wake_producer()
-        _bridge.run(self._lk.aclose(), timeout=5)
+        _bridge.run(self._aclose_for_exit(), timeout=5)
 
     # -- loop side ----------------------------------------------------------------------------
     async def _aclose_for_exit(self) -> None:
         self._closed = True
         self._frames.clear()
+        if self._pumping:  # a capture in flight must complete before the handle goes away
+            drained = _bridge.loop().create_future()
+            self._drained.append(drained)
+            await drained
         await self._lk.aclose()
 
     async def _pump(self) -> None:

@@ -1,0 +1,5 @@
+"""``python -m syncagents.cli``: what worker child processes run."""
+
+from . import main
+
+main()

@@ -1,0 +1,199 @@
+"""``--processes N``: N worker processes under one supervisor.
+
+Each child is a full worker (``run --processes 1 --health-port 0``) that registers on its own.
+It reports its state to the supervisor as JSON lines on a pipe (fd in
+``$SYNCAGENTS_STATUS_FD``); the supervisor serves the health endpoint for all of them,
+restarts a child that crashed, and forwards SIGTERM/SIGINT so every child drains.
+A child exiting with code 1 hit a fatal error (rejected credentials, unreachable server,
+bad configuration): restarting cannot help, so the supervisor stops the others and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.pool
+from gevent.fileobject import FileObjectPosix
+from loguru import logger
+
+__all__ = ["STATUS_FD_ENV", "Supervisor", "status_reporter"]
+
+STATUS_FD_ENV = "SYNCAGENTS_STATUS_FD"
+FATAL_EXIT = 1
+
+
+def status_reporter(on_orphaned: Callable[[], None]) -> Any:
+    """In a child: a ``Worker.add_status_listener`` callback writing to the supervisor's
+    pipe, or ``None`` when not supervised. ``on_orphaned()`` runs once if the supervisor is
+    gone (the pipe broke): the worker should drain rather than live on unsupervised."""
+    fd = os.environ.get(STATUS_FD_ENV)
+    if not fd:
+        return None
+    out = FileObjectPosix(int(fd), "wb", close=True)
+    orphaned = False
+
+    def report(info: dict[str, Any]) -> None:
+        nonlocal orphaned
+        if orphaned:
+            return
+        try:
+            out.write(json.dumps(info).encode() + b"\n")
+            out.flush()
+        except OSError:
+            orphaned = True
+            logger.warning("the supervisor is gone; draining")
+            on_orphaned()
+
+    return report
+
+
+@dataclass
+class _Child:
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        argv: list[str],
+        count: int,
+        *,
+        env: dict[str, str],
+        agent_name: str = "",
+        health_host: str = "127.0.0.1",
+        health_port: int = 0,
+        stop_timeout: float = 1800,
+    ) -> None:
+        self.argv = argv
+        self.count = count
+        self.env = env
+        self.agent_name = agent_name
+        self.health_host = health_host
+        self.health_port = health_port
+        self.stop_timeout = stop_timeout
+        self.children = [_Child(i) for i in range(count)]
+        self._stopping = gevent.event.Event()
+        self._fatal = False
+        self._group = gevent.pool.Group()
+
+    def health_info(self) -> dict[str, Any]:
+        infos = [c.info for c in self.children if c.proc is not None and c.proc.poll() is None]
+        registered = [i for i in infos if i.get("registered")]
+        loads = [float(i.get("load", 0.0)) for i in registered]
+        return {
+            "registered": bool(registered),
+            "id": ",".join(str(i.get("id", "")) for i in registered),
+            "agent_name": self.agent_name,
+            "active_jobs": sum(int(i.get("active_jobs", 0)) for i in infos),
+            "load": sum(loads) / len(loads) if loads else 0.0,
+            "processes": [
+                {"pid": c.proc.pid if c.proc else None, "restarts": c.restarts, **c.info}
+                for c in self.children
+            ],
+        }
+
+    def run(self) -> int:
+        health = None
+        if self.health_port:
+            from ..health import HealthServer
+
+            try:
+                health = HealthServer(self.health_info, self.health_host, self.health_port).start()
+            except OSError as exc:
+                logger.error("health server could not listen on port {}: {}", self.health_port, exc)
+        handlers = [
+            gevent.signal_handler(sig, self._on_signal, sig)
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        ]
+        try:
+            logger.info("starting {} worker processes", self.count)
+            for child in self.children:
+                self._group.spawn(self._keep_running, child)
+            self._group.join()
+        finally:
+            for h in handlers:
+                h.cancel()
+            if health is not None:
+                health.stop()
+        return FATAL_EXIT if self._fatal else 0
+
+    def _on_signal(self, sig: int) -> None:
+        if self._stopping.is_set():
+            logger.warning("second signal: worker processes close now")
+            self._signal_children(signal.SIGTERM)  # a worker's second signal: close at once
+            return
+        logger.info("{}: draining worker processes", signal.Signals(sig).name)
+        self._stopping.set()
+        self._signal_children(signal.SIGTERM)
+
+    def _signal_children(self, sig: int) -> None:
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                try:
+                    child.proc.send_signal(sig)
+                except OSError:
+                    pass
+
+    def _keep_running(self, child: _Child) -> None:
+        delay = 1.0
+        while not self._stopping.is_set():
+            code = self._run_child(child)
+            if self._stopping.is_set():
+                return
+            if code == FATAL_EXIT:
+                # the child logged why (credentials, unreachable, configuration): stop all
+                self._fatal = True
+                self._stopping.set()
+                self._signal_children(signal.SIGTERM)
+                return
+            child.restarts += 1
+            logger.warning(
+                "worker process {} exited with code {}; restarting in {:.0f} s",
+                child.index,
+                code,
+                delay,
+            )
+            self._stopping.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _run_child(self, child: _Child) -> int:
+        read_fd, write_fd = os.pipe()
+        env = dict(self.env, **{STATUS_FD_ENV: str(write_fd)})
+        try:
+            # own session: a terminal's Ctrl-C reaches only the supervisor, which forwards
+            # one SIGTERM (a second signal would make a worker close instead of drain)
+            child.proc = subprocess.Popen(
+                self.argv, env=env, pass_fds=(write_fd,), start_new_session=True
+            )
+        finally:
+            os.close(write_fd)
+        reader = gevent.spawn(self._read_status, child, read_fd)
+        try:
+            code = child.proc.wait()
+        finally:
+            reader.join(timeout=2)
+            reader.kill()
+            child.info = {}
+        return int(code)
+
+    def _read_status(self, child: _Child, fd: int) -> None:
+        stream = FileObjectPosix(fd, "rb", close=True)
+        try:
+            for line in stream:
+                try:
+                    child.info = json.loads(line)
+                except ValueError:
+                    continue
+        finally:
+            stream.close()

@@ -1,0 +1,487 @@
+"""Jobs: the request a worker is offered, and the context an entrypoint runs in.
+
+A job is one gevent ``Group``: the entrypoint greenlet, whatever ``ctx.spawn`` starts, and
+the room's event handlers all live there and carry the job id (so hub-block warnings name the
+job). :func:`run_job` drives one job from start to end and never lets its exceptions out; the
+worker calls it for every assignment, and the console runs a :class:`JobContext` built around
+a local room the same way, with no worker or server at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.pool
+from gevent import Greenlet
+from greenlet import getcurrent
+from livekit.protocol import agent as proto
+from livekit.protocol import models
+from loguru import logger
+
+from .runtime import bind_job_id, job_id_of
+
+__all__ = [
+    "AutoDisconnect",
+    "AutoSubscribe",
+    "JobAcceptArguments",
+    "JobContext",
+    "JobRequest",
+    "JobResult",
+    "make_job",
+    "run_job",
+]
+
+SHUTDOWN_CALLBACK_TIMEOUT = 5.0  # each shutdown callback (API.md)
+KILL_TIMEOUT = 2.0  # greenlets that swallow GreenletExit do not hold a job's end forever
+DISCONNECT_TIMEOUT = 5.0
+
+Entrypoint = Callable[["JobContext"], Any]
+
+
+class AutoSubscribe(str, enum.Enum):
+    SUBSCRIBE_ALL = "subscribe_all"
+    SUBSCRIBE_NONE = "subscribe_none"
+    AUDIO_ONLY = "audio_only"
+    VIDEO_ONLY = "video_only"
+
+
+class AutoDisconnect(str, enum.Enum):
+    ROOM_EMPTY = "room_empty"  # leave once no remote participant is left
+    PUBLISHER_LEFT = "publisher_left"  # leave once the job's publisher left (JT_PUBLISHER)
+    NONE = "none"  # stay until shutdown
+
+
+@dataclass
+class JobAcceptArguments:
+    entrypoint: Entrypoint | None
+    name: str = ""
+    identity: str = ""
+    metadata: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+AnswerFn = Callable[["JobRequest", "JobAcceptArguments | None", bool], None]
+
+
+class JobRequest:
+    """A job the server offers; ``request_fnc(req)`` answers with :meth:`accept` or
+    :meth:`reject` (once)."""
+
+    def __init__(self, job: proto.Job, on_answer: AnswerFn) -> None:
+        self.job = job
+        self._on_answer = on_answer
+        self.answered = False
+        self.accepted = False
+
+    @property
+    def id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def room(self) -> models.Room:
+        return self.job.room
+
+    @property
+    def publisher(self) -> models.ParticipantInfo | None:
+        return self.job.participant if self.job.HasField("participant") else None
+
+    @property
+    def agent_name(self) -> str:
+        return str(self.job.agent_name)
+
+    def accept(
+        self,
+        entrypoint: Entrypoint | None = None,
+        *,
+        name: str = "",
+        identity: str = "",
+        metadata: str = "",
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        """Take the job; ``entrypoint`` defaults to ``WorkerOptions.entrypoint_fnc`` and
+        ``identity`` to ``agent-<job id>``."""
+        args = JobAcceptArguments(
+            entrypoint=entrypoint,
+            name=name,
+            identity=identity or f"agent-{self.id}",
+            metadata=metadata,
+            attributes=dict(attributes or {}),
+        )
+        self._answer(args, False)
+        self.accepted = True
+
+    def reject(self, terminate: bool = False) -> None:
+        """Decline the job (``terminate=True`` also tells the server to end the dispatch)."""
+        self._answer(None, terminate)
+
+    def _answer(self, args: JobAcceptArguments | None, terminate: bool) -> None:
+        if self.answered:
+            raise RuntimeError(f"job request {self.id} was already answered")
+        self.answered = True
+        try:
+            self._on_answer(self, args, terminate)
+        except BaseException:
+            self.answered = False  # not answered after all: the worker's fallback rejects it
+            raise
+
+    def __repr__(self) -> str:
+        return f"JobRequest(id={self.id!r}, room={self.room.name!r})"
+
+
+@dataclass
+class JobResult:
+    """How a job ended: ``failed`` with ``error`` (``"<ExceptionType>: <message>"`` or
+    ``"drain timeout"``), else succeeded; ``reason`` says what ended it."""
+
+    job_id: str
+    failed: bool
+    error: str
+    reason: str
+
+
+def make_job(
+    room: str = "console",
+    *,
+    job_id: str | None = None,
+    agent_name: str = "",
+    participant_identity: str | None = None,
+    metadata: str = "",
+    job_type: int = proto.JT_ROOM,
+) -> proto.Job:
+    """A fabricated ``Job`` for running an entrypoint with no server (console, tests)."""
+    job = proto.Job(
+        id=job_id or f"AJ_{uuid.uuid4().hex[:12]}",
+        type=job_type,  # type: ignore[arg-type]
+        agent_name=agent_name,
+        metadata=metadata,
+    )
+    job.room.name = room
+    job.room.sid = f"RM_{uuid.uuid4().hex[:12]}"
+    if participant_identity is not None:
+        job.participant.identity = participant_identity
+        job.participant.sid = f"PA_{uuid.uuid4().hex[:12]}"
+    return job
+
+
+class JobContext:
+    """What an entrypoint gets: the job, its (not yet connected) room, and the job's life.
+
+    ``room`` is created on first use, so a job that never joins a room never loads the
+    livekit FFI. Pass ``room=`` to run against another room object (the console's local room,
+    a fake in tests); ``url``/``token`` are what :meth:`connect` hands to ``room.connect``.
+    """
+
+    def __init__(
+        self,
+        job: proto.Job,
+        room: Any = None,
+        *,
+        url: str = "",
+        token: str = "",
+        userdata: Any = None,
+        worker_id: str = "",
+        accept_arguments: JobAcceptArguments | None = None,
+    ) -> None:
+        self.job = job
+        self.userdata = userdata
+        self.worker_id = worker_id
+        self.accept_arguments = accept_arguments
+        self._url = url
+        self._token = token
+        self._room: Any = None
+        self._group = gevent.pool.Group()
+        self._ended = gevent.event.Event()
+        self._end_reason = ""
+        self._error = ""
+        self._shutdown_callbacks: list[Callable[..., Any]] = []
+        self._participant_waiters: list[tuple[Callable[[Any], bool], gevent.event.AsyncResult]] = []
+        self._auto_subscribe = AutoSubscribe.SUBSCRIBE_ALL
+        self._auto_disconnect = AutoDisconnect.ROOM_EMPTY
+        self._connected = False
+        if room is not None:
+            self._adopt_room(room)
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def job_id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    # -- the room ---------------------------------------------------------------------------
+    @property
+    def room(self) -> Any:
+        """The job's ``syncagents.rtc.Room`` (created on first access, not connected)."""
+        if self._room is None:
+            from . import rtc  # lazy: loads the livekit FFI only for jobs that use a room
+
+            self._adopt_room(rtc.Room())
+        return self._room
+
+    @property
+    def agent(self) -> Any:
+        """The agent's local participant (after :meth:`connect`)."""
+        return self.room.local_participant
+
+    def _adopt_room(self, room: Any) -> None:
+        self._room = room
+        set_spawner = getattr(room, "_set_spawner", None)
+        if callable(set_spawner):
+            # room event handlers become job greenlets: they carry the job id and die with it
+            set_spawner(self._spawn_raw)
+        room.on("participant_connected", self._on_participant_connected)
+        room.on("participant_disconnected", self._on_participant_disconnected)
+        room.on("track_published", self._on_track_published)
+        room.on("disconnected", self._on_room_disconnected)
+
+    def _room_connected(self) -> bool:
+        if self._room is None:
+            return False
+        try:
+            return bool(self._room.isconnected())
+        except Exception:
+            return False
+
+    def connect(
+        self,
+        auto_subscribe: AutoSubscribe = AutoSubscribe.SUBSCRIBE_ALL,
+        auto_disconnect: AutoDisconnect = AutoDisconnect.ROOM_EMPTY,
+        timeout: float | None = 10,
+    ) -> None:
+        """Join the job's room with the token the server issued for this job."""
+        self._auto_subscribe = AutoSubscribe(auto_subscribe)
+        self._auto_disconnect = AutoDisconnect(auto_disconnect)
+        room = self.room
+        options = None
+        if self._auto_subscribe is not AutoSubscribe.SUBSCRIBE_ALL:
+            from . import rtc
+
+            # AUDIO_ONLY / VIDEO_ONLY subscribe per track as publications show up
+            options = rtc.RoomOptions(auto_subscribe=False)
+        room.connect(self._url, self._token, options, timeout=timeout)
+        self._connected = True
+        if self._auto_subscribe in (AutoSubscribe.AUDIO_ONLY, AutoSubscribe.VIDEO_ONLY):
+            for participant in list(room.remote_participants.values()):
+                for publication in list(getattr(participant, "track_publications", {}).values()):
+                    self._maybe_subscribe(publication)
+
+    def wait_for_participant(
+        self, identity: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """The first remote participant (with ``identity``, else any non-agent one) present
+        now or joining later; ``TimeoutError`` after ``timeout`` seconds."""
+
+        def matches(p: Any) -> bool:
+            if identity is not None:
+                return bool(p.identity == identity)
+            return int(getattr(p, "kind", 0)) != models.ParticipantInfo.Kind.AGENT
+
+        for participant in list(self.room.remote_participants.values()):
+            if matches(participant):
+                return participant
+        waiter = (matches, gevent.event.AsyncResult())
+        self._participant_waiters.append(waiter)
+        try:
+            return waiter[1].get(timeout=timeout)
+        except gevent.Timeout:
+            who = f"participant {identity!r}" if identity else "a participant"
+            raise TimeoutError(f"{who} did not join within {timeout} s") from None
+        finally:
+            self._participant_waiters.remove(waiter)
+
+    def _on_participant_connected(self, participant: Any) -> None:
+        for matches, result in list(self._participant_waiters):
+            if not result.ready() and matches(participant):
+                result.set(participant)
+
+    def _on_participant_disconnected(self, participant: Any) -> None:
+        if not self._connected:
+            return
+        if self._auto_disconnect is AutoDisconnect.ROOM_EMPTY:
+            if not self._room.remote_participants:
+                self.shutdown("room empty")
+        elif (
+            self._auto_disconnect is AutoDisconnect.PUBLISHER_LEFT
+            and self.job.HasField("participant")
+            and participant.identity == self.job.participant.identity
+        ):
+            self.shutdown("publisher left")
+
+    def _on_track_published(self, publication: Any, participant: Any) -> None:
+        self._maybe_subscribe(publication)
+
+    def _maybe_subscribe(self, publication: Any) -> None:
+        from . import rtc
+
+        wanted = {
+            AutoSubscribe.AUDIO_ONLY: rtc.TrackKind.KIND_AUDIO,
+            AutoSubscribe.VIDEO_ONLY: rtc.TrackKind.KIND_VIDEO,
+        }.get(self._auto_subscribe)
+        if wanted is not None and publication.kind == wanted:
+            try:
+                publication.set_subscribed(True)
+            except Exception:
+                logger.opt(exception=True).warning("could not subscribe to {}", publication.sid)
+
+    def _on_room_disconnected(self, *args: Any) -> None:
+        self._request_end("room disconnected")
+
+    # -- greenlets --------------------------------------------------------------------------
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
+        """Run ``fn`` in a greenlet that belongs to this job: it carries the job id, its
+        exceptions are logged (they do not end the job), and it is killed when the job ends."""
+        if self._ended.is_set():
+            raise RuntimeError(f"job {self.job_id} has ended")
+        return self._spawn_raw(_logged, self.job_id, fn, args, kwargs)
+
+    def _spawn_raw(self, fn: Callable[..., Any], *args: Any) -> Greenlet:
+        g = Greenlet(fn, *args)
+        bind_job_id(g, self.job_id)
+        self._group.start(g)
+        return g
+
+    # -- ending -----------------------------------------------------------------------------
+    def add_shutdown_callback(self, fn: Callable[..., Any]) -> None:
+        """``fn(reason)`` (or ``fn()``) runs when the job ends, before its greenlets are
+        killed; each callback gets at most 5 s."""
+        self._shutdown_callbacks.append(fn)
+
+    def shutdown(self, reason: str = "") -> None:
+        """End the job (returns at once; the end runs in the job's driver)."""
+        self._request_end(reason or "shutdown requested")
+
+    @property
+    def shutdown_reason(self) -> str:
+        return self._end_reason
+
+    def is_ended(self) -> bool:
+        return self._ended.is_set()
+
+    def _request_end(self, reason: str, error: str = "") -> None:
+        if self._ended.is_set():
+            return
+        self._end_reason = reason
+        if error:
+            self._error = error
+        self._ended.set()
+
+    def _run_shutdown_callbacks(self) -> None:
+        for cb in list(self._shutdown_callbacks):
+            args = (self._end_reason,) if _takes_one_argument(cb) else ()
+            g = Greenlet(_logged, self.job_id, cb, args, {})
+            bind_job_id(g, self.job_id)
+            g.start()
+            g.join(timeout=SHUTDOWN_CALLBACK_TIMEOUT)
+            if not g.dead:
+                logger.bind(job_id=self.job_id).warning(
+                    "shutdown callback {} still running after {:.0f} s; killed",
+                    getattr(cb, "__qualname__", repr(cb)),
+                    SHUTDOWN_CALLBACK_TIMEOUT,
+                )
+                g.kill(block=True, timeout=KILL_TIMEOUT)
+
+    def __repr__(self) -> str:
+        return f"JobContext(job_id={self.job_id!r}, room={self.job.room.name!r})"
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) == 1 or (
+        not positional and any(p.kind is p.VAR_POSITIONAL for p in params)
+    )
+
+
+def _logged(
+    job_id: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except gevent.GreenletExit:
+        raise
+    except Exception:
+        logger.bind(job_id=job_id).opt(exception=True).error(
+            "{} raised in job {}", getattr(fn, "__qualname__", repr(fn)), job_id
+        )
+        return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """The ``update_job`` error text: ``"<ExceptionType>: <message>"``."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def run_job(
+    ctx: JobContext,
+    entrypoint: Entrypoint,
+    *,
+    on_running: Callable[[], None] | None = None,
+) -> JobResult:
+    """Run ``entrypoint(ctx)`` as a job and block until the job ended; never raises for
+    what the job did.
+
+    The job ends when the entrypoint returned and the room is not connected, the room
+    disconnects, ``ctx.shutdown()`` is called, or the owner calls ``ctx._request_end`` (server
+    termination, drain timeout). Then the shutdown callbacks run, the job's greenlets are
+    killed and the room is left.
+    """
+    job_id = ctx.job_id
+    me = getcurrent()
+    previous = job_id_of(me)
+    bind_job_id(me, job_id)  # the driver's own work (callbacks, teardown) names the job too
+    log = logger.bind(job_id=job_id)
+    try:
+
+        def entry() -> None:
+            if on_running is not None:
+                on_running()
+            try:
+                entrypoint(ctx)
+            except gevent.GreenletExit:
+                raise
+            except BaseException as exc:
+                error = describe_error(exc)
+                log.opt(exception=exc).error("job {} entrypoint raised {}", job_id, error)
+                ctx._request_end("entrypoint raised", error)
+                return
+            if not ctx._room_connected():
+                ctx._request_end("entrypoint returned")
+
+        ctx._spawn_raw(entry)
+        ctx._ended.wait()
+        log.debug("job {} ending: {}", job_id, ctx._end_reason)
+        ctx._run_shutdown_callbacks()
+        ctx._group.kill(block=True, timeout=KILL_TIMEOUT)
+        if len(ctx._group):
+            log.warning("job {}: {} greenlet(s) ignored the kill", job_id, len(ctx._group))
+        if ctx._room_connected():
+            try:
+                ctx._room.disconnect(timeout=DISCONNECT_TIMEOUT)
+            except Exception as exc:
+                log.warning("job {}: leaving the room failed: {}", job_id, exc)
+        return JobResult(
+            job_id=job_id, failed=bool(ctx._error), error=ctx._error, reason=ctx._end_reason
+        )
+    finally:
+        bind_job_id(me, previous)

@@ -1,0 +1,108 @@
+"""Per-turn metrics of the assistant (``metrics_collected``) and the timings that build them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from loguru import logger
+
+__all__ = ["TurnMetrics", "TurnTimings"]
+
+
+@dataclass
+class TurnMetrics:
+    """Figures of one user turn and the reply to it. Seconds; -1 when not measured.
+
+    "User stopped speaking" is the end of the user's speech in the audio (the VAD's
+    END_OF_SPEECH, minus the trailing silence the VAD needed to be sure).
+    """
+
+    speech_id: str
+    """The reply's ``SpeechHandle.id``."""
+    timestamp: float
+    """Wall-clock time (``time.time()``) when the metrics were taken."""
+    user_text: str
+    end_of_utterance_delay: float
+    """User stopped speaking → the turn was validated (endpoint reached)."""
+    transcription_delay: float
+    """User stopped speaking → last final transcript of the turn (0 if it came earlier)."""
+    stt_duration: float
+    """Recognition time the STT plugin reported for the turn's speech (batch STTs)."""
+    llm_ttft: float
+    """Time to first token of the reply's first LLM request."""
+    tts_ttfb: float
+    """Time to first audio byte of the reply's synthesis."""
+    e2e_latency: float
+    """User stopped speaking → first agent audio frame handed to the audio source."""
+    reply_delay: float
+    """Turn validated → first agent audio frame handed to the audio source."""
+    function_rounds: int
+    """LLM rounds that ended in tool calls."""
+    preemptive: bool
+    """The reply was synthesized before the turn was validated."""
+    interrupted: bool
+    interruption_delay: float
+    """Interruption decided → agent playout stopped (queue cleared)."""
+
+    def log(self) -> None:
+        def ms(value: float) -> str:
+            return "-" if value < 0 else f"{value * 1000:.0f} ms"
+
+        logger.bind(speech_id=self.speech_id).info(
+            "turn {}: end of utterance {}, transcription {}, stt {}, llm ttft {}, tts ttfb {}, "
+            "e2e {} (reply {}){}{}",
+            self.speech_id,
+            ms(self.end_of_utterance_delay),
+            ms(self.transcription_delay),
+            ms(self.stt_duration),
+            ms(self.llm_ttft),
+            ms(self.tts_ttfb),
+            ms(self.e2e_latency),
+            ms(self.reply_delay),
+            f", {self.function_rounds} tool round(s)" if self.function_rounds else "",
+            f", interrupted (stopped in {ms(self.interruption_delay)})" if self.interrupted else "",
+        )
+
+
+@dataclass
+class TurnTimings:
+    """Monotonic times (``time.monotonic()``) and figures gathered while a reply runs."""
+
+    user_text: str = ""
+    speech_ended_at: float = -1.0
+    transcript_at: float = -1.0
+    validated_at: float = -1.0
+    first_frame_at: float = -1.0
+    stt_duration: float = -1.0
+    llm_ttft: float = -1.0
+    tts_ttfb: float = -1.0
+    function_rounds: int = 0
+    preemptive: bool = False
+    interruption_delay: float = -1.0
+
+    def metrics(self, speech_id: str, interrupted: bool) -> TurnMetrics:
+        def since_speech_end(at: float) -> float:
+            if at < 0 or self.speech_ended_at < 0:
+                return -1.0
+            return max(0.0, at - self.speech_ended_at)
+
+        reply = -1.0
+        if self.first_frame_at >= 0 and self.validated_at >= 0:
+            reply = max(0.0, self.first_frame_at - self.validated_at)
+        return TurnMetrics(
+            speech_id=speech_id,
+            timestamp=time.time(),
+            user_text=self.user_text,
+            end_of_utterance_delay=since_speech_end(self.validated_at),
+            transcription_delay=since_speech_end(self.transcript_at),
+            stt_duration=self.stt_duration,
+            llm_ttft=self.llm_ttft,
+            tts_ttfb=self.tts_ttfb,
+            e2e_latency=since_speech_end(self.first_frame_at),
+            reply_delay=reply,
+            function_rounds=self.function_rounds,
+            preemptive=self.preemptive,
+            interrupted=interrupted,
+            interruption_delay=self.interruption_delay if interrupted else -1.0,
+        )

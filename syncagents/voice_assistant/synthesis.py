@@ -1,0 +1,117 @@
+"""``SpeechSynthesis``: the text of one speech read from its source and fed to a TTS stream.
+
+The source (a string, or an iterator of strings such as an LLM reply) is read in a greenlet
+owned by the assistant, so synthesis runs ahead of playout — also before a reply is allowed
+to play (preemptive synthesis). The text read so far is recorded as it passes: that is the
+speech's own text, used for transcriptions and the chat context, while ``before_tts_cb`` may
+hand the TTS a different wording.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Union
+
+import gevent
+import gevent.event
+from loguru import logger
+
+from .. import tts as tts_mod
+from .played_text import count_words
+
+__all__ = ["SpeechSynthesis", "TextSource"]
+
+TextSource = Union[str, Iterable[str]]
+BeforeTTS = Callable[[TextSource], Any]
+Spawner = Callable[..., gevent.Greenlet]
+
+
+class SpeechSynthesis:
+    def __init__(
+        self,
+        tts: tts_mod.TTS,
+        source: TextSource,
+        *,
+        spawn: Spawner,
+        before_tts: BeforeTTS | None = None,
+    ) -> None:
+        self.stream = tts.stream()
+        self._parts: list[str] = []
+        self.text_done = gevent.event.Event()
+        """Set once the source is exhausted (or failed): ``text`` is then complete."""
+        self.first_text_at = -1.0
+        """Monotonic time the first text went to the TTS."""
+        self.tts_words = 0
+        """Words handed to the TTS (after ``before_tts``)."""
+        self.error: BaseException | None = None
+        self._closed = False
+        self._feeder = spawn(self._feed, source, before_tts)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    @property
+    def request_id(self) -> str:
+        return self.stream.request_id
+
+    def _record(self, source: TextSource) -> TextSource:
+        if isinstance(source, str):
+            self._parts.append(source)
+            return source
+
+        def recording() -> Iterator[str]:
+            for chunk in source:
+                if chunk:
+                    self._parts.append(chunk)
+                    yield chunk
+
+        return recording()
+
+    def _push(self, text: str) -> None:
+        if not text:
+            return
+        if self.first_text_at < 0:
+            self.first_text_at = time.monotonic()
+        self.tts_words += count_words(text)
+        self.stream.push_text(text)
+
+    def _feed(self, source: TextSource, before_tts: BeforeTTS | None) -> None:
+        try:
+            text = self._record(source)
+            if before_tts is not None:
+                text = before_tts(text)
+            if isinstance(text, str):
+                self._push(text)
+            elif text is not None:
+                for chunk in text:
+                    self._push(chunk)
+        except Exception as exc:
+            # the speech plays what it has: an LLM failure must not take the assistant down
+            self.error = exc
+            logger.opt(exception=True).error("speech text source failed: {}", exc)
+        finally:
+            self.text_done.set()
+            if not self._closed:
+                try:
+                    self.stream.end_input()
+                except RuntimeError:  # closed meanwhile
+                    pass
+
+    def flush(self) -> None:
+        """End the TTS segment: text it holds back (waiting for more) is spoken now."""
+        try:
+            self.stream.flush()
+        except RuntimeError:  # input already ended or closed
+            pass
+
+    def close(self) -> None:
+        """Stop reading the source (an LLM request is closed with it) and synthesizing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._feeder is not gevent.getcurrent():
+            self._feeder.kill(block=True, timeout=5)
+        self.stream.close()
+        self.text_done.set()

@@ -1,0 +1,335 @@
+"""The ``syncagents`` CLI as a user runs it: subprocesses against a DispatchServer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from livekit.protocol import agent as proto
+
+from syncagents.testing.dispatch_server import DispatchServer
+
+APP = """
+import gevent
+
+def entrypoint(ctx):
+    # metadata "<seconds>" keeps the job running that long
+    gevent.sleep(float(ctx.job.metadata or 0))
+"""
+
+
+@pytest.fixture
+def server() -> Iterator[DispatchServer]:
+    with DispatchServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    path = tmp_path / "agent_app.py"
+    path.write_text(APP)
+    return path
+
+
+class Proc:
+    """A CLI subprocess whose output goes to files (no pipe to fill up)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], tmp: Path) -> None:
+        self.out_path = tmp / f"out-{time.monotonic_ns()}.txt"
+        self.err_path = tmp / f"err-{time.monotonic_ns()}.txt"
+        self._out = self.out_path.open("wb")
+        self._err = self.err_path.open("wb")
+        self.started = time.monotonic()
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "syncagents.cli", *args],
+            env=env,
+            stdout=self._out,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def wait(self, timeout: float = 30) -> int:
+        code = self.p.wait(timeout=timeout)
+        self._out.close()
+        self._err.close()
+        return code
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            try:  # workers under a supervisor run in their own sessions
+                children = psutil.Process(self.p.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
+            for child in children:
+                child.kill()
+            self.p.kill()
+        self.wait(10)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Any]:
+    procs: list[Proc] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Proc:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+        proc = Proc(list(args), {**base, **(env or {})}, tmp_path)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+def creds(server: DispatchServer, **override: str) -> dict[str, str]:
+    env = {
+        "LIVEKIT_URL": server.url,
+        "LIVEKIT_API_KEY": server.api_key,
+        "LIVEKIT_API_SECRET": server.api_secret,
+    }
+    env.update(override)
+    return env
+
+
+def test_run_registers_quickly_and_sigterm_drains(
+    server: DispatchServer, app: Path, cli: Any
+) -> None:
+    proc = cli("run", str(app), "--health-port", "0", "--agent-name", "cli", env=creds(server))
+    worker = server.wait_for_worker(timeout=15)
+    startup = time.monotonic() - proc.started
+    assert worker.agent_name == "cli"
+    # API.md: within 1 s on a warm machine; the bound here leaves room for a loaded CI box
+    assert startup < 3.0, startup
+    job = server.dispatch(room="r", agent_name="cli", metadata="1.0")
+    job.wait_for_status(proto.JS_RUNNING, timeout=10)
+    proc.p.send_signal(signal.SIGTERM)
+    server.wait_for_worker(lambda w: w.draining and w.status == proto.WS_FULL, timeout=5)
+    job.wait_ended(timeout=10)
+    ended = time.monotonic()
+    assert proc.wait(10) == 0
+    assert time.monotonic() - ended < 2.0
+    assert job.status == proto.JS_SUCCESS
+
+
+def test_wrong_secret_one_clear_line_exit_1(server: DispatchServer, app: Path, cli: Any) -> None:
+    secret = "wrong-secret-but-long-enough-for-hs256-signing"
+    proc = cli("run", str(app), "--health-port", "0", env=creds(server, LIVEKIT_API_SECRET=secret))
+    assert proc.wait(20) == 1
+    errors = [r for r in proc.log_records() if r["level"] == "ERROR"]
+    assert len(errors) == 1, proc.stderr
+    assert f"key/secret were rejected by {server.url}" in errors[0]["message"]
+    assert "Traceback" not in proc.stderr and secret not in proc.stderr + proc.stdout
+    assert server.auth_failures == 1  # no retry
+
+
+def test_secret_flag_is_never_printed(server: DispatchServer, app: Path, cli: Any) -> None:
+    secret = "a-secret-given-on-the-command-line-123456"
+    proc = cli(
+        "run", str(app), "--health-port", "0", "--api-secret", secret, "--log-level", "DEBUG",
+        env=creds(server, LIVEKIT_API_SECRET=""),
+    )  # fmt: skip
+    assert proc.wait(20) == 1
+    assert secret not in proc.stderr + proc.stdout
+
+
+def test_unreachable_one_line_exit_1(app: Path, cli: Any) -> None:
+    with DispatchServer() as gone:
+        env = creds(gone)
+    proc = cli("run", str(app), "--health-port", "0", "--max-retry", "1", env=env)
+    assert proc.wait(30) == 1
+    errors = [r for r in proc.log_records() if r["level"] == "ERROR"]
+    assert len(errors) == 1 and "could not connect" in errors[0]["message"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_url_one_line_exit_1(app: Path, cli: Any) -> None:
+    proc = cli("run", str(app), "--health-port", "0", env={"LIVEKIT_API_KEY": "k"})
+    assert proc.wait(20) == 1
+    errors = [r for r in proc.log_records() if r["level"] == "ERROR"]
+    assert len(errors) == 1 and "LIVEKIT_URL" in errors[0]["message"]
+
+
+def test_bad_app_is_a_clear_error(tmp_path: Path, cli: Any) -> None:
+    proc = cli("run", str(tmp_path / "nope.py"))
+    assert proc.wait(20) == 1
+    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_connect_simulates_one_job(server: DispatchServer, app: Path, cli: Any) -> None:
+    proc = cli(
+        "connect", str(app), "--room", "demo", "--participant-identity", "user-1",
+        "--health-port", "0", env=creds(server),
+    )  # fmt: skip
+    job = server.wait_for_job(lambda j: j.room == "demo", timeout=15).wait_ended(timeout=10)
+    assert job.status == proto.JS_SUCCESS and job.job.participant.identity == "user-1"
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_hub_block_warning_in_json_logs(server: DispatchServer, tmp_path: Path, cli: Any) -> None:
+    app = tmp_path / "busy_app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import time
+
+            def entrypoint(ctx):
+                end = time.monotonic() + 0.5
+                while time.monotonic() < end:
+                    pass
+            """
+        )
+    )
+    proc = cli("run", str(app), "--health-port", "0", "--max-blocking-ms", "50", env=creds(server))
+    server.wait_for_worker(timeout=15)
+    job = server.dispatch(room="r").wait_ended(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        blocked = [r for r in proc.log_records() if r["message"].startswith("hub blocked")]
+        if any(r.get("job_id") == job.id for r in blocked):
+            break
+        time.sleep(0.1)  # polling a log file written by another process
+    assert any(r.get("job_id") == job.id and r["level"] == "WARNING" for r in blocked)
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_run_app_script(server: DispatchServer, tmp_path: Path) -> None:
+    script = tmp_path / "my_agent.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from syncagents import WorkerOptions
+            from syncagents.cli import run_app
+
+            def entrypoint(ctx):
+                pass
+
+            if __name__ == "__main__":
+                run_app(WorkerOptions(entrypoint_fnc=entrypoint, agent_name="script", port=0))
+            """
+        )
+    )
+    env = {**os.environ, **creds(server)}
+    p = subprocess.Popen([sys.executable, str(script), "run"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        server.wait_for_worker(lambda w: w.agent_name == "script", timeout=15)
+        assert server.dispatch(room="r", agent_name="script").wait_ended(10).status == 2
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def test_processes_register_separately_and_restart(
+    server: DispatchServer, app: Path, cli: Any
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli("run", str(app), "--processes", "2", "--health-port", str(port), env=creds(server))
+    server._changes.wait_until(
+        lambda: True if len(server.connected_workers) == 2 else None, 20, "two workers"
+    )
+    first_ids = {w.id for w in server.connected_workers}
+    # only the supervisor serves health
+    deadline = time.monotonic() + 10
+    while True:
+        doc = _get_json(f"http://127.0.0.1:{port}/worker")
+        if len(doc["id"].split(",")) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # children report every status update
+    assert set(doc["id"].split(",")) == first_ids
+    pids = [p["pid"] for p in doc["processes"]]
+    os.kill(pids[0], signal.SIGKILL)  # a crash: the supervisor starts a new one
+    server.wait_for_worker(lambda w: w.id not in first_ids, timeout=20)
+    assert len(server.connected_workers) == 2
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def test_dev_restarts_on_change(server: DispatchServer, app: Path, cli: Any) -> None:
+    proc = cli("dev", str(app), "--health-port", "0", env=creds(server))
+    first = server.wait_for_worker(timeout=15)
+    time.sleep(0.05)  # mtime granularity: make the edit visibly newer
+    app.write_text(APP + "\n# edited\n")
+    os.utime(app, (time.time() + 1, time.time() + 1))
+    second = server.wait_for_worker(lambda w: w.id != first.id, timeout=20)
+    assert second.connected and not first.connected
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert "restarting the worker" in proc.stderr
+
+
+def test_plugins_and_download_files(tmp_path: Path, cli: Any) -> None:
+    marker = tmp_path / "downloaded"
+    app = tmp_path / "plugged.py"
+    app.write_text(
+        textwrap.dedent(
+            f"""
+            from syncagents.plugin import Plugin
+
+            class Demo(Plugin):
+                def __init__(self):
+                    super().__init__(title="demo", version="9.9.9", package="demo_pkg")
+
+                def download_files(self):
+                    open({str(marker)!r}, "w").write("ok")
+
+            Plugin.register_plugin(Demo())
+
+            def entrypoint(ctx):
+                pass
+            """
+        )
+    )
+    listing = cli("plugins", str(app))
+    assert listing.wait(20) == 0
+    assert "demo" in listing.stdout and "9.9.9" in listing.stdout
+    download = cli("download-files", str(app))
+    assert download.wait(20) == 0
+    assert marker.read_text() == "ok" and "[1/1] demo" in download.stderr
+
+
+def test_workers_drain_when_the_supervisor_dies(
+    server: DispatchServer, app: Path, cli: Any
+) -> None:
+    proc = cli("run", str(app), "--processes", "2", "--health-port", "0", env=creds(server))
+    server._changes.wait_until(
+        lambda: True if len(server.connected_workers) == 2 else None, 20, "two workers"
+    )
+    children = psutil.Process(proc.p.pid).children()
+    proc.p.kill()  # no chance to forward anything
+    gone, alive = psutil.wait_procs(children, timeout=15)  # next status report notices
+    assert not alive and len(gone) == 2

@@ -1,0 +1,583 @@
+"""Worker ↔ DispatchServer: registration, offers, jobs, failures, reconnects, drain."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import psutil
+import pytest
+from greenlet import greenlet as raw_greenlet
+from livekit.protocol import agent as proto
+from loguru import logger
+
+from syncagents import job as job_module
+from syncagents._ws import agent_url, mint_worker_token
+from syncagents.job import JobContext, JobRequest
+from syncagents.testing.dispatch_server import DispatchServer
+from syncagents.version import __version__
+from syncagents.worker import (
+    ConnectionFailedError,
+    CpuLoad,
+    CredentialsRejectedError,
+    JobType,
+    Worker,
+    WorkerOptions,
+    WorkerPermissions,
+)
+
+
+@pytest.fixture
+def server() -> Iterator[DispatchServer]:
+    with DispatchServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    records: list[dict[str, Any]] = []
+    sink = logger.add(lambda m: records.append(m.record), level="DEBUG", format="{message}")
+    yield records
+    logger.remove(sink)
+
+
+class Running:
+    """A worker running in a greenlet for one test."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.greenlet = gevent.spawn(worker.run)
+
+    def stop(self) -> None:
+        self.worker.close()
+        self.greenlet.join(timeout=15)
+        assert self.greenlet.dead
+
+
+@pytest.fixture
+def start(server: DispatchServer) -> Iterator[Callable[..., Running]]:
+    running: list[Running] = []
+
+    def start_worker(**kwargs: Any) -> Running:
+        kwargs.setdefault("ws_url", server.url)
+        kwargs.setdefault("api_key", server.api_key)
+        kwargs.setdefault("api_secret", server.api_secret)
+        kwargs.setdefault("port", 0)
+        kwargs.setdefault("load_fnc", lambda: 0.0)
+        tweaks = kwargs.pop("tweaks", {})
+        worker = Worker(WorkerOptions(**kwargs))
+        for name, value in tweaks.items():
+            setattr(worker, name, value)
+        r = Running(worker)
+        running.append(r)
+        worker.wait_for_registration(timeout=10)
+        return r
+
+    yield start_worker
+    for r in running:
+        r.stop()
+
+
+def noop(ctx: JobContext) -> None:
+    pass
+
+
+def statuses(handle: Any) -> list[str]:
+    return [proto.JobStatus.Name(u.status) for u in handle.updates]
+
+
+# -- registration ------------------------------------------------------------------------------
+
+
+def test_registration_fields(server: DispatchServer, start: Callable[..., Running]) -> None:
+    perms = WorkerPermissions(can_publish_data=False, hidden=True)
+    r = start(
+        entrypoint_fnc=noop, agent_name="alice", worker_type=JobType.PUBLISHER, permissions=perms
+    )
+    (reg,) = server.registrations
+    assert reg.agent_name == "alice"
+    assert reg.version == __version__
+    assert reg.type == proto.JT_PUBLISHER
+    p = reg.allowed_permissions
+    assert p.agent and p.can_publish and p.can_subscribe and p.hidden
+    assert not p.can_publish_data
+    w = server.wait_for_worker(lambda w: w.status_updates >= 1, timeout=5)
+    assert w.id == r.worker.id and r.worker.registered
+    assert w.status == proto.WS_AVAILABLE and w.job_count == 0
+
+
+def test_update_worker_repeats_with_load(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    loads = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.78])
+    start(entrypoint_fnc=noop, load_fnc=lambda: next(loads, 0.79), tweaks={"status_interval": 0.05})
+    w = server.wait_for_worker(lambda w: w.status_updates >= 4, timeout=5)
+    assert 0.0 < w.load < 0.8
+    assert w.status == proto.WS_AVAILABLE
+
+
+# -- offers --------------------------------------------------------------------------------------
+
+
+def test_accept_with_identity_name_metadata(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    seen: list[JobContext] = []
+    done = gevent.event.Event()
+
+    def entry(ctx: JobContext) -> None:
+        seen.append(ctx)
+        done.set()
+
+    def request(req: JobRequest) -> None:
+        assert req.room.name == "lobby" and req.agent_name == "bob"
+        assert req.publisher is None
+        req.accept(
+            entry, name="Bob", identity="bob-1", metadata='{"k": 1}', attributes={"role": "host"}
+        )
+
+    start(request_fnc=request, agent_name="bob")
+    h = server.dispatch(room="lobby", agent_name="bob", metadata="job-meta")
+    h.wait_ended(timeout=5)
+    assert h.outcome == "assigned" and statuses(h) == ["JS_RUNNING", "JS_SUCCESS"]
+    assert (h.identity, h.name, h.metadata) == ("bob-1", "Bob", '{"k": 1}')
+    assert h.attributes == {"role": "host", "lk.agent_name": "bob"}
+    claims = h.claims
+    assert claims.identity == "bob-1" and claims.kind == "agent"
+    assert claims.video.room == "lobby" and claims.video.room_join and claims.video.agent
+    assert done.wait(1)
+    (ctx,) = seen
+    assert ctx.token == h.token and ctx.url == server.url
+    assert ctx.job.id == h.id and ctx.job.metadata == "job-meta"
+
+
+def test_default_accept_identity(server: DispatchServer, start: Callable[..., Running]) -> None:
+    start(entrypoint_fnc=noop)
+    h = server.dispatch(room="r").wait_ended(timeout=5)
+    assert h.identity == f"agent-{h.id}" and h.status == proto.JS_SUCCESS
+
+
+def test_reject(server: DispatchServer, start: Callable[..., Running]) -> None:
+    start(request_fnc=lambda req: req.reject(), entrypoint_fnc=noop)
+    h = server.dispatch(room="r").wait_answered(timeout=5)
+    assert h.outcome == "rejected" and not h.availability.available
+
+
+def test_reject_terminate(server: DispatchServer, start: Callable[..., Running]) -> None:
+    start(request_fnc=lambda req: req.reject(terminate=True), entrypoint_fnc=noop)
+    h = server.dispatch(room="r").wait_answered(timeout=5)
+    assert h.outcome == "terminated" and h.availability.terminate
+
+
+def test_unanswered_request_is_rejected(
+    server: DispatchServer, start: Callable[..., Running], logs: list[dict[str, Any]]
+) -> None:
+    start(request_fnc=lambda req: None, entrypoint_fnc=noop)
+    h = server.dispatch(room="r").wait_answered(timeout=5)
+    assert h.outcome == "rejected"
+    assert any("without answering" in r["message"] and h.id in r["message"] for r in logs)
+
+
+def test_request_fnc_raising_is_rejected(
+    server: DispatchServer, start: Callable[..., Running], logs: list[dict[str, Any]]
+) -> None:
+    def request(req: JobRequest) -> None:
+        raise RuntimeError("nope")
+
+    start(request_fnc=request, entrypoint_fnc=noop)
+    h = server.dispatch(room="r").wait_answered(timeout=5)
+    assert h.outcome == "rejected"
+    assert any(r["level"].name == "ERROR" and h.id in r["message"] for r in logs)
+
+
+def test_accept_without_entrypoint_is_rejected(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    start(request_fnc=lambda req: req.accept())
+    h = server.dispatch(room="r").wait_answered(timeout=5)
+    assert h.outcome == "rejected"
+
+
+def test_load_at_threshold_rejects_at_once(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    load = [0.0]
+    start(entrypoint_fnc=noop, load_fnc=lambda: load[0], load_threshold=0.5)
+    server.wait_for_worker(lambda w: w.status_updates >= 1, timeout=5)
+    load[0] = 0.5  # the server still thinks the worker is available
+    h = server.dispatch(room="r").wait_answered(timeout=5)
+    assert h.outcome == "rejected"
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def test_entrypoint_raising_fails_job_and_worker_goes_on(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    def entry(ctx: JobContext) -> None:
+        if ctx.job.room.name == "bad":
+            raise ValueError("boom here")
+
+    r = start(entrypoint_fnc=entry)
+    bad = server.dispatch(room="bad").wait_ended(timeout=5)
+    assert bad.status == proto.JS_FAILED and bad.error == "ValueError: boom here"
+    good = server.dispatch(room="good").wait_ended(timeout=5)
+    assert good.status == proto.JS_SUCCESS and good.error == ""
+    assert r.greenlet and not r.greenlet.dead
+
+
+def test_termination_ends_job_fast_and_runs_callbacks(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    reasons: list[str] = []
+    plain: list[bool] = []
+    helpers: list[gevent.Greenlet] = []
+
+    def entry(ctx: JobContext) -> None:
+        ctx.add_shutdown_callback(lambda reason: reasons.append(reason))
+        ctx.add_shutdown_callback(lambda: plain.append(True))
+        helpers.append(ctx.spawn(gevent.sleep, 60))
+        gevent.sleep(60)
+
+    start(entrypoint_fnc=entry)
+    h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
+    t0 = time.time()
+    server.terminate(h.id)
+    h.wait_ended(timeout=5)
+    assert h.status == proto.JS_SUCCESS
+    assert h.ended_at - t0 < 1.0
+    assert reasons == ["terminated by the server"] and plain == [True]
+    assert helpers[0].dead
+
+
+def test_shutdown_callback_is_bounded(
+    server: DispatchServer, start: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_module, "SHUTDOWN_CALLBACK_TIMEOUT", 0.3)
+    after: list[bool] = []
+
+    def entry(ctx: JobContext) -> None:
+        ctx.add_shutdown_callback(lambda: gevent.sleep(30))
+        ctx.add_shutdown_callback(lambda: after.append(True))
+        ctx.shutdown("done")
+
+    start(entrypoint_fnc=entry)
+    h = server.dispatch(room="r").wait_ended(timeout=5)
+    assert h.status == proto.JS_SUCCESS and after == [True]
+
+
+def test_ctx_shutdown_kills_spawned_and_ends(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    spawned: list[gevent.Greenlet] = []
+
+    def entry(ctx: JobContext) -> None:
+        spawned.append(ctx.spawn(gevent.sleep, 60))
+        ctx.spawn(ctx.shutdown, "helper said so")
+        gevent.sleep(60)
+
+    start(entrypoint_fnc=entry)
+    h = server.dispatch(room="r").wait_ended(timeout=5)
+    assert h.status == proto.JS_SUCCESS
+    assert spawned[0].dead
+
+
+HUB_BLOCK_SCRIPT = """
+import sys, time
+import syncagents
+from syncagents.runtime import enable_hub_block_detection
+from syncagents.testing.dispatch_server import DispatchServer
+from syncagents.worker import Worker, WorkerOptions
+import gevent
+
+hits = []
+enable_hub_block_detection(100).listeners.append(lambda job_id, ms, stack: hits.append(job_id))
+
+def entry(ctx):
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:  # holds the hub: no cooperative call
+        pass
+
+with DispatchServer() as srv:
+    w = Worker(WorkerOptions(entrypoint_fnc=entry, ws_url=srv.url, api_key=srv.api_key,
+                             api_secret=srv.api_secret, port=0, load_fnc=lambda: 0.0))
+    g = gevent.spawn(w.run)
+    w.wait_for_registration(10)
+    h = srv.dispatch(room="busy").wait_ended(timeout=10)
+    deadline = time.monotonic() + 5
+    while h.id not in hits and time.monotonic() < deadline:
+        gevent.sleep(0.05)  # the monitor thread reports on its own cadence
+    w.close()
+print("JOB", h.id)
+print("HITS", " ".join(str(x) for x in hits))
+"""
+
+
+def test_busy_job_gets_hub_block_warning_with_its_id() -> None:
+    # in a subprocess: the hub monitor is process-wide and would stay on for other tests
+    out = subprocess.run(
+        [sys.executable, "-c", HUB_BLOCK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYNCAGENTS_LOG_LEVEL": "WARNING"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    job_id = lines["JOB"].strip()
+    assert job_id in lines.get("HITS", "").split()
+    assert f"(job {job_id})" in out.stderr and "hub blocked" in out.stderr
+
+
+# -- connection faults -----------------------------------------------------------------------------
+
+
+def _long_job(release: gevent.event.Event) -> Callable[[JobContext], None]:
+    def entry(ctx: JobContext) -> None:
+        release.wait(30)
+
+    return entry
+
+
+def test_restart_reregisters_and_keeps_jobs(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    release = gevent.event.Event()
+    r = start(entrypoint_fnc=_long_job(release))
+    first = r.worker.id
+    h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
+    server.stop()
+    gevent.sleep(0.5)  # let the worker notice and fail at least one reconnect attempt
+    assert not r.worker.registered
+    server.start()  # same port
+    t0 = time.monotonic()
+    w = server.wait_for_worker(lambda w: w.id != first, timeout=15)
+    assert time.monotonic() - t0 < 15
+    assert [c.job_id for c in r.worker.active_jobs] == [h.id]
+    gevent.sleep(0)  # the re-sent JS_RUNNING follows the registration on the same socket
+    server._changes.wait_until(lambda: h.worker_id == w.id or None, 5, "job re-attached")
+    assert h.status == proto.JS_RUNNING
+    release.set()
+    h.wait_for_status(proto.JS_SUCCESS, timeout=5)
+
+
+def test_final_update_sent_after_reconnect(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    release = gevent.event.Event()
+    r = start(entrypoint_fnc=_long_job(release))
+    first = r.worker.id
+    h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
+    server.stop()
+    gevent.sleep(0.2)
+    release.set()  # the job ends while the worker is disconnected
+    server._changes.wait_until(lambda: not r.worker.active_jobs or None, 5, "job end")
+    server.start()
+    server.wait_for_worker(lambda w: w.id != first, timeout=15)
+    h.wait_for_status(proto.JS_SUCCESS, timeout=5)
+
+
+def test_dropped_connection_reconnects(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    r = start(entrypoint_fnc=noop)
+    first = r.worker.id
+    server.drop_connections()
+    w = server.wait_for_worker(lambda w: w.id != first, timeout=15)
+    assert r.worker.wait_for_registration(timeout=5) == w.id
+    assert server.dispatch(room="r").wait_ended(timeout=5).status == proto.JS_SUCCESS
+
+
+def test_garbage_frame_is_dropped_and_worker_keeps_serving(
+    server: DispatchServer, start: Callable[..., Running], logs: list[dict[str, Any]]
+) -> None:
+    r = start(entrypoint_fnc=noop)
+    first = r.worker.id
+    server.send_raw(b"\xff\xfe\xfd not protobuf")
+    server.send_raw(b"hello", text=True)
+    h = server.dispatch(room="r").wait_ended(timeout=5)
+    assert h.status == proto.JS_SUCCESS
+    assert r.worker.id == first and len(server.workers) == 1
+    warnings = [r["message"] for r in logs if r["level"].name == "WARNING"]
+    assert any("undecodable" in m for m in warnings)
+    assert any("non-binary" in m for m in warnings)
+
+
+def test_missing_pong_reconnects(server: DispatchServer, start: Callable[..., Running]) -> None:
+    r = start(entrypoint_fnc=noop, tweaks={"ping_interval": 0.1, "pong_timeout": 0.3})
+    first = r.worker.id
+    server.answer_pings = False
+    server.wait_for_worker(lambda w: w.id != first, timeout=10)
+
+
+def test_wrong_secret_fails_without_retry(server: DispatchServer) -> None:
+    secret = "definitely-the-wrong-secret-for-this-server"
+    worker = Worker(
+        WorkerOptions(
+            entrypoint_fnc=noop,
+            ws_url=server.url,
+            api_key=server.api_key,
+            api_secret=secret,
+            port=0,
+            load_fnc=lambda: 0.0,
+        )
+    )
+    with pytest.raises(CredentialsRejectedError) as err, gevent.Timeout(10):
+        worker.run()
+    message = str(err.value)
+    assert "key/secret were rejected by" in message and server.url in message
+    assert secret not in message
+    assert server.auth_failures == 1
+
+
+def test_unreachable_gives_up_after_max_retry() -> None:
+    with DispatchServer() as srv:
+        url = srv.url
+    worker = Worker(
+        WorkerOptions(
+            entrypoint_fnc=noop,
+            ws_url=url,
+            api_key="k",
+            api_secret="s3cr3t-value-that-is-long-enough-for-hs256",
+            port=0,
+            max_retry=2,
+            load_fnc=lambda: 0.0,
+        )
+    )
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionFailedError) as err, gevent.Timeout(15):
+        worker.run()
+    assert 1.5 < time.monotonic() - t0 < 10  # delays 0 s then 2 s
+    assert "3 attempt(s)" in str(
+        err.value
+    ) and "s3cr3t-value-that-is-long-enough-for-hs256" not in str(err.value)
+
+
+# -- drain ---------------------------------------------------------------------------------------
+
+
+def test_drain_waits_for_jobs_then_stops(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    release = gevent.event.Event()
+    r = start(entrypoint_fnc=_long_job(release))
+    h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
+    drainer = gevent.spawn(r.worker.drain)
+    w = server.wait_for_worker(lambda w: w.draining and w.status == proto.WS_FULL, timeout=5)
+    assert w.job_count == 1
+    # an offer that reaches the draining worker is declined
+    w.status = proto.WS_AVAILABLE
+    refused = server.dispatch(room="other").wait_answered(timeout=5)
+    assert refused.outcome == "rejected"
+    assert not drainer.dead
+    release.set()
+    drainer.join(timeout=5)
+    assert drainer.dead and r.greenlet.join(timeout=5) is None and r.greenlet.dead
+    assert h.status == proto.JS_SUCCESS
+
+
+def test_drain_timeout_fails_the_rest(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    r = start(entrypoint_fnc=_long_job(gevent.event.Event()))
+    h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
+    r.worker.drain(timeout=0.2)
+    assert h.status == proto.JS_FAILED and h.error == "drain timeout"
+
+
+def test_simulate_job(server: DispatchServer, start: Callable[..., Running]) -> None:
+    rooms: list[tuple[str, str]] = []
+
+    def entry(ctx: JobContext) -> None:
+        rooms.append((ctx.job.room.name, ctx.job.participant.identity))
+
+    r = start(entrypoint_fnc=entry, agent_name="sim")
+    r.worker.simulate_job("sim-room", participant_identity="user-7")
+    h = server.wait_for_job(lambda j: j.room == "sim-room", timeout=5).wait_ended(timeout=5)
+    assert h.status == proto.JS_SUCCESS and h.job.type == proto.JT_PUBLISHER
+    assert rooms == [("sim-room", "user-7")]
+
+
+# -- leaks ---------------------------------------------------------------------------------------
+
+
+def _live_greenlets() -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, raw_greenlet) and not o.dead)
+
+
+def test_1000_sequential_jobs_do_not_leak(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    def entry(ctx: JobContext) -> None:
+        ctx.spawn(gevent.sleep, 0)
+        ctx.add_shutdown_callback(lambda: None)
+
+    r = start(entrypoint_fnc=entry)
+    proc = psutil.Process()
+
+    def run(n: int) -> None:
+        for i in range(n):
+            h = server.dispatch(room=f"room-{i}").wait_ended(timeout=5)
+            assert h.status == proto.JS_SUCCESS
+
+    run(300)  # warm caches and allocator pools
+    gc.collect()
+    rss0, greenlets0 = proc.memory_info().rss, _live_greenlets()
+    run(1000)
+    server.jobs.clear()  # the double's own history is not the worker's memory
+    gc.collect()
+    rss1, greenlets1 = proc.memory_info().rss, _live_greenlets()
+    assert rss1 < rss0 * 1.10, (rss0, rss1)
+    assert greenlets1 <= greenlets0 + 2, (greenlets0, greenlets1)
+    assert not r.worker.active_jobs and not r.worker._pending
+
+
+# -- small pieces ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://host:7880", "ws://host:7880/agent"),
+        ("http://host:7880/", "ws://host:7880/agent"),
+        ("https://example.livekit.cloud", "wss://example.livekit.cloud/agent"),
+        ("wss://host/prefix", "wss://host/prefix/agent"),
+        ("https://host/prefix/", "wss://host/prefix/agent"),
+    ],
+)
+def test_agent_url(url: str, expected: str) -> None:
+    assert agent_url(url) == expected
+
+
+def test_agent_url_rejects_other_schemes() -> None:
+    with pytest.raises(ValueError):
+        agent_url("ftp://host")
+
+
+def test_worker_token_has_livekit_api_claims() -> None:
+    from livekit import api
+
+    secret = "a-secret-that-is-long-enough-for-hs256-signing"
+    verifier = api.TokenVerifier("key", secret)
+    ours = verifier.verify(mint_worker_token("key", secret))
+    theirs = verifier.verify(
+        api.AccessToken("key", secret).with_grants(api.VideoGrants(agent=True)).to_jwt()
+    )
+    assert ours == theirs and ours.video.agent
+
+
+def test_cpu_load_follows_this_process() -> None:
+    load = CpuLoad(window=2.0)
+    assert load() == 0.0  # no history yet: start-up work is not reported
+    end = time.monotonic() + 1.3
+    while time.monotonic() < end:  # burn CPU on purpose
+        pass
+    assert 0.3 < load() <= 1.0
