@@ -15,17 +15,17 @@ the chunks that came before it; the stream is then finished.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import gevent
 import gevent.queue
 from gevent import Greenlet
 from greenlet import getcurrent
-from loguru import logger
 
+from ..events import EventEmitter
 from .chat_context import ChatContext, ChatRole
 from .function_context import (
     CalledFunction,
@@ -94,14 +94,15 @@ class LLMMetrics:
     error: str | None = None
 
 
-MetricsEvent = Literal["metrics_collected"]
+class LLM(EventEmitter):
+    """Base class of LLM plugins: subclass it and implement ``_chat``.
 
-
-class LLM:
-    """Base class of LLM plugins: subclass it and implement ``_chat``."""
+    ``on("metrics_collected", fn)``: ``fn`` gets ``LLMMetrics`` when a stream ends, in the
+    stream's greenlet (keep it quick).
+    """
 
     def __init__(self) -> None:
-        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+        pass
 
     @property
     def label(self) -> str:
@@ -128,30 +129,6 @@ class LLM:
         temperature: float | None,
     ) -> Iterator[ChatChunk]:
         raise NotImplementedError(f"{type(self).__name__} must implement _chat()")
-
-    def on(
-        self, event: MetricsEvent, callback: Callable[..., Any] | None = None
-    ) -> Callable[..., Any]:
-        """Register ``callback`` (or decorate it). ``metrics_collected`` gets ``LLMMetrics``
-        when a stream ends, in the stream's greenlet: keep handlers quick."""
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.__dict__.setdefault("_listeners", {}).setdefault(event, []).append(fn)
-            return fn
-
-        return register(callback) if callback is not None else register
-
-    def off(self, event: MetricsEvent, callback: Callable[..., Any]) -> None:
-        handlers = self.__dict__.get("_listeners", {}).get(event, [])
-        if callback in handlers:
-            handlers.remove(callback)
-
-    def emit(self, event: str, *args: Any) -> None:
-        for fn in list(self.__dict__.get("_listeners", {}).get(event, [])):
-            try:
-                fn(*args)
-            except Exception:
-                logger.exception("{} handler failed", event)
 
 
 class _End:

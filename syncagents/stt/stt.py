@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
-from loguru import logger
 
 from ..channel import Chan, ChanStream
+from ..events import EventEmitter
 
 __all__ = [
     "STT",
@@ -90,10 +90,9 @@ def new_request_id() -> str:
     return "STT_" + uuid.uuid4().hex[:12]
 
 
-class STT:
+class STT(EventEmitter):
     def __init__(self, *, capabilities: STTCapabilities) -> None:
         self.capabilities = capabilities
-        self._metrics_callbacks: list[MetricsCallback] = []
 
     @property
     def label(self) -> str:
@@ -158,27 +157,8 @@ class STT:
 
     # -- metrics -------------------------------------------------------------------------------
 
-    def on(self, event: str, callback: MetricsCallback | None = None) -> Any:
-        """Register ``callback`` for ``"metrics_collected"``; usable as a decorator."""
-        if event != "metrics_collected":
-            raise ValueError(f"unknown STT event {event!r}")
-
-        def register(fn: MetricsCallback) -> MetricsCallback:
-            self._metrics_callbacks.append(fn)
-            return fn
-
-        return register(callback) if callback is not None else register
-
-    def off(self, event: str, callback: MetricsCallback) -> None:
-        if callback in self._metrics_callbacks:
-            self._metrics_callbacks.remove(callback)
-
     def _emit_metrics(self, metrics: STTMetrics) -> None:
-        for fn in list(self._metrics_callbacks):
-            try:
-                fn(metrics)
-            except Exception:  # a broken listener must not break recognition
-                logger.opt(exception=True).error("STT metrics callback failed")
+        self.emit("metrics_collected", metrics)
 
 
 class SpeechStream(ChanStream[SpeechEvent]):

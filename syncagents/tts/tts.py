@@ -27,10 +27,10 @@ from typing import Any
 
 import gevent
 import numpy as np
-from loguru import logger
 
 from .. import rtc
 from ..channel import Chan, ChanClosed, ChanStream
+from ..events import EventEmitter
 
 __all__ = [
     "TTS",
@@ -82,14 +82,13 @@ def new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:12]
 
 
-class TTS:
+class TTS(EventEmitter):
     def __init__(
         self, *, sample_rate: int, num_channels: int, capabilities: TTSCapabilities
     ) -> None:
         self.sample_rate = sample_rate
         self.num_channels = num_channels
         self.capabilities = capabilities
-        self._metrics_callbacks: list[MetricsCallback] = []
 
     @property
     def label(self) -> str:
@@ -123,27 +122,8 @@ class TTS:
 
     # -- metrics -------------------------------------------------------------------------------
 
-    def on(self, event: str, callback: MetricsCallback | None = None) -> Any:
-        """Register ``callback`` for ``"metrics_collected"``; usable as a decorator."""
-        if event != "metrics_collected":
-            raise ValueError(f"unknown TTS event {event!r}")
-
-        def register(fn: MetricsCallback) -> MetricsCallback:
-            self._metrics_callbacks.append(fn)
-            return fn
-
-        return register(callback) if callback is not None else register
-
-    def off(self, event: str, callback: MetricsCallback) -> None:
-        if callback in self._metrics_callbacks:
-            self._metrics_callbacks.remove(callback)
-
     def _emit_metrics(self, metrics: TTSMetrics) -> None:
-        for fn in list(self._metrics_callbacks):
-            try:
-                fn(metrics)
-            except Exception:  # a broken listener must not break synthesis
-                logger.opt(exception=True).error("TTS metrics callback failed")
+        self.emit("metrics_collected", metrics)
 
 
 class _Conformer:
