@@ -51,7 +51,7 @@ def entrypoint(ctx: JobContext) -> None:
     assistant.say("Hello, I am listening.", allow_interruptions=False)
 
 
-opts = WorkerOptions(entrypoint_fnc=entrypoint, prewarm_fnc=prewarm, agent_name="echo")
+opts = WorkerOptions(entrypoint_fnc=entrypoint, prewarm_fnc=prewarm)
 
 if __name__ == "__main__":
     from syncagents import cli
