@@ -13,6 +13,8 @@ import collections
 from typing import Any
 
 import gevent.event
+from livekit.rtc._ffi_client import FfiClient as _FfiClient
+from livekit.rtc._proto import ffi_pb2 as _ffi_pb2
 
 from .. import _bridge
 from ._blocking import lk, track_for_exit
@@ -36,6 +38,7 @@ class AudioSource:
         self._space = gevent.event.Event()
         self._error: BaseException | None = None
         self._closed = False
+        self._clearing = False
         self._drained: list[Any] = []  # loop-side futures resolved when the pump goes idle
         self._generation = 0  # bumped by clear_queue: frames of older generations are dropped
 
@@ -51,7 +54,7 @@ class AudioSource:
     def queued_duration(self) -> float:
         """Seconds of audio captured but not yet played out."""
         pending = sum(f.samples_per_channel for _, f in list(self._frames)) / self.sample_rate
-        return pending + float(self._lk.queued_duration)
+        return pending + (0.0 if self._clearing else float(self._lk.queued_duration))
 
     # -- greenlet side ------------------------------------------------------------------------
     def capture_frame(self, frame: Any, timeout: float | None = None) -> None:
@@ -83,11 +86,29 @@ class AudioSource:
             _bridge.submit(self._pump())
 
     def clear_queue(self) -> None:
-        """Drop every frame not yet played (both ours and livekit's native queue)."""
+        """Drop every frame not yet played (ours and livekit's native queue); never blocks.
+
+        Interruptions call this: it must not wait behind a busy loop thread. The native
+        buffer is cleared here with the (thread-agnostic) FFI request; livekit's Python-side
+        playout bookkeeping is reset on the loop. A capture in flight at this moment is
+        cleared again by the pump when it lands.
+        """
         self._generation += 1
         self._frames.clear()
         self._wake_producer()
-        _bridge.call(self._lk.clear_queue)
+        self._clear_native()
+        self._clearing = True  # until the loop resets livekit's bookkeeping
+        _bridge.call_soon(self._after_clear)
+
+    def _after_clear(self) -> None:  # loop thread
+        self._lk._release_waiter()
+        self._clearing = False
+
+    def _clear_native(self) -> None:
+        # the body of livekit's AudioSource.clear_queue minus its asyncio part
+        req = _ffi_pb2.FfiRequest()
+        req.clear_audio_buffer.source_handle = self._lk._ffi_handle.handle
+        _FfiClient.instance.request(req)
 
     def wait_for_playout(self, timeout: float | None = None) -> None:
         """Block until everything captured so far has been played out."""
@@ -126,6 +147,8 @@ class AudioSource:
                     await self._lk.capture_frame(frame)
                 except Exception as exc:  # surfaced to the producer on its next call
                     self._error = exc
+                if generation != self._generation and not self._closed:
+                    self._clear_native()  # cleared while this frame was in flight
             self._pumping = False
             if not frames:  # the producer checks _pumping after appending: no frame is lost
                 break
