@@ -24,6 +24,9 @@ Usage: python bench/dispatch.py [--burst 500] [--seq 200] [--idle 500]
 
 from __future__ import annotations
 
+# ruff: noqa: I001 - syncagents first: gevent must be patched before subprocess/queue load
+import syncagents  # noqa: F401
+
 import argparse
 import json
 import os
@@ -36,9 +39,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import syncagents  # noqa: F401, I001  (patches gevent before anything else)
 import gevent
 import psutil
 from livekit.protocol import agent as proto

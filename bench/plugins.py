@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+# ruff: noqa: I001 - syncagents first: gevent must be patched before subprocess/queue load
+import syncagents  # noqa: F401
+
 import argparse
 import os
 import sys
@@ -20,7 +23,6 @@ import gevent
 import numpy as np
 from gevent.pool import Group
 
-import syncagents  # noqa: F401  (patches gevent first)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
