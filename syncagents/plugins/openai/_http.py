@@ -50,6 +50,31 @@ def _timeouts(timeout: Timeout) -> tuple[float, float]:
 
 
 class OpenAIClient:
+    @classmethod
+    def from_env(
+        cls,
+        base_url: str | None,
+        api_key: str | None,
+        *,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        organization: str | None = None,
+    ) -> OpenAIClient:
+        """A client for the plugins: ``base_url``/``api_key`` default to ``$OPENAI_BASE_URL`` /
+        ``$OPENAI_API_KEY`` (see ``resolve_endpoint``)."""
+        from ._env import resolve_endpoint  # here: _env imports this module
+
+        url, key = resolve_endpoint(base_url, api_key)
+        return cls(
+            base_url=url,
+            api_key=key,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            organization=organization,
+        )
+
     def __init__(
         self,
         *,

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ... import llm
-from ._env import resolve_endpoint
 from ._errors import APIConnectionError, APIStatusError
 from ._http import DEFAULT_TIMEOUT, OpenAIClient, Timeout
 from ._sse import iter_sse
@@ -54,7 +53,6 @@ class LLM(llm.LLM):
         organization: str | None = None,
     ) -> None:
         super().__init__()
-        url, key = resolve_endpoint(base_url, api_key)
         self.model = model
         self.temperature = temperature
         self.parallel_tool_calls = parallel_tool_calls
@@ -62,13 +60,9 @@ class LLM(llm.LLM):
         self.max_tokens = max_tokens
         self.user = user
         self.include_usage = include_usage
-        self._client = OpenAIClient(
-            base_url=url,
-            api_key=key,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            organization=organization,
+        self._client = OpenAIClient.from_env(
+            base_url, api_key, timeout=timeout, max_retries=max_retries,
+            retry_backoff=retry_backoff, organization=organization,
         )
 
     @property

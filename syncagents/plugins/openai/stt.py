@@ -7,7 +7,6 @@ from typing import Any
 from ... import stt
 from ...codecs import wav_bytes
 from ...utils.audio import merge_frames, resample
-from ._env import resolve_endpoint
 from ._errors import APIStatusError
 from ._http import DEFAULT_TIMEOUT, OpenAIClient, Timeout
 
@@ -37,17 +36,12 @@ class STT(stt.STT):
         organization: str | None = None,
     ) -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
-        url, key = resolve_endpoint(base_url, api_key)
         self.model = model
         self.language = language
         self.prompt = prompt
-        self._client = OpenAIClient(
-            base_url=url,
-            api_key=key,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            organization=organization,
+        self._client = OpenAIClient.from_env(
+            base_url, api_key, timeout=timeout, max_retries=max_retries,
+            retry_backoff=retry_backoff, organization=organization,
         )
 
     def close(self) -> None:

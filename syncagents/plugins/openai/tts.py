@@ -8,7 +8,6 @@ from typing import Any, Literal
 from ... import tts
 from ...codecs import Mp3StreamDecoder
 from ...utils.audio import AudioByteStream
-from ._env import resolve_endpoint
 from ._http import DEFAULT_TIMEOUT, OpenAIClient, Timeout
 
 __all__ = ["TTS"]
@@ -53,19 +52,14 @@ class TTS(tts.TTS):
             num_channels=1,
             capabilities=tts.TTSCapabilities(streaming=False),
         )
-        url, key = resolve_endpoint(base_url, api_key)
         self.model = model
         self.voice = voice
         self.response_format: ResponseFormat = response_format
         self.speed = speed
         self.instructions = instructions
-        self._client = OpenAIClient(
-            base_url=url,
-            api_key=key,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            organization=organization,
+        self._client = OpenAIClient.from_env(
+            base_url, api_key, timeout=timeout, max_retries=max_retries,
+            retry_backoff=retry_backoff, organization=organization,
         )
 
     def close(self) -> None:
