@@ -37,6 +37,7 @@ from loguru import logger
 from . import rtc
 from .channel import Chan, ChanClosed, ChanStream
 from .runtime import to_thread
+from .utils.audio import Resampler
 
 __all__ = ["VAD", "VADEvent", "VADEventType", "VADStream"]
 
@@ -140,8 +141,7 @@ class VADStream(ChanStream[VADEvent]):
         self._input_ended = False
 
         # conversion to mono at the VAD rate
-        self._resampler: Any = None
-        self._resampler_rate = 0
+        self._resampler = Resampler(self._sr)
         self._pending: list[np.ndarray] = []  # int16 mono at the VAD rate, not yet windowed
         self._pending_len = 0
 
@@ -207,23 +207,17 @@ class VADStream(ChanStream[VADEvent]):
 
     def _ingest(self, data: np.ndarray, rate: int) -> None:
         """Mono int16 samples at ``rate`` → resampled to the VAD rate, queued for windowing."""
-        if rate == self._sr:
+        if rate == self._sr:  # the common case stays in numpy, no frame round trip
+            self._flush_resampler()  # audio held back from an earlier rate goes first
             self._append(data)
             return
-        if rate != self._resampler_rate:
-            self._flush_resampler()  # input rate changed mid-stream: finish the old one
-            self._resampler = rtc.AudioResampler(rate, self._sr, 1)
-            self._resampler_rate = rate
         mono = rtc.AudioFrame(data.tobytes(), rate, 1, len(data))
-        for out in self._resampler.push(mono):
+        for out in self._resampler.push(mono):  # a rate change flushes the old resampler
             self._append(np.frombuffer(out.data, dtype=np.int16))
 
     def _flush_resampler(self) -> None:
-        if self._resampler is not None:
-            for out in self._resampler.flush():
-                self._append(np.frombuffer(out.data, dtype=np.int16))
-            self._resampler = None
-            self._resampler_rate = 0
+        for out in self._resampler.flush():
+            self._append(np.frombuffer(out.data, dtype=np.int16))
 
     def _append(self, samples: np.ndarray) -> None:
         if len(samples):

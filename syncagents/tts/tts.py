@@ -31,6 +31,7 @@ import numpy as np
 from .. import rtc
 from ..channel import Chan, ChanClosed, ChanStream
 from ..events import EventEmitter
+from ..utils.audio import Resampler
 
 __all__ = [
     "TTS",
@@ -131,8 +132,7 @@ class _Conformer:
 
     def __init__(self, tts: TTS, request_id: str, segment_id: str, streamed: bool) -> None:
         self._tts = tts
-        self._resampler: Any = None
-        self._resampler_rate = 0
+        self._resampler = Resampler(tts.sample_rate)
         self.request_id = request_id
         self.segment_id = segment_id
         self.streamed = streamed
@@ -155,23 +155,10 @@ class _Conformer:
                 raise ValueError(f"cannot map {channels} channels to {tts.num_channels}")
             n = int(frame.samples_per_channel)
             frame = rtc.AudioFrame(data.tobytes(), frame.sample_rate, tts.num_channels, n)
-        rate = int(frame.sample_rate)
-        if rate == tts.sample_rate:
-            return [frame]
-        if rate != self._resampler_rate:
-            out = self.flush()
-            self._resampler = rtc.AudioResampler(rate, tts.sample_rate, tts.num_channels)
-            self._resampler_rate = rate
-            return out + list(self._resampler.push(frame))
-        return list(self._resampler.push(frame))
+        return self._resampler.push(frame)  # passes frames at the declared rate through
 
     def flush(self) -> list[Any]:
-        if self._resampler is None:
-            return []
-        out = list(self._resampler.flush())
-        self._resampler = None
-        self._resampler_rate = 0
-        return out
+        return self._resampler.flush()
 
     def audio(self, frame: Any, delta_text: str) -> SynthesizedAudio:
         now = time.perf_counter()
