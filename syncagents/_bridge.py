@@ -43,10 +43,6 @@ def real_lock() -> Any:
     return _allocate_lock()
 
 
-def real_rlock() -> Any:
-    return _RLock()
-
-
 # -- native thread → hub ---------------------------------------------------------------------
 
 
@@ -135,10 +131,6 @@ def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if kwargs:
         return pool.apply(fn, args, kwargs)  # type: ignore[no-any-return]
     return pool.apply(fn, args)  # type: ignore[no-any-return]
-
-
-def set_thread_pool_size(size: int) -> None:
-    gevent.get_hub().threadpool.maxsize = max(1, size)
 
 
 # -- the asyncio loop thread -------------------------------------------------------------------

@@ -173,7 +173,3 @@ def enable_hub_block_detection(max_blocking_ms: float = 100.0) -> HubBlockMonito
     """Turn on the hub-block WARNING (every CLI command does this)."""
     hub_monitor.install(max_blocking_ms)
     return hub_monitor
-
-
-def monotonic_ms() -> float:
-    return time.monotonic() * 1000.0

@@ -20,11 +20,9 @@ FRAME_MS = 10
 
 def load_input(path: str) -> list[Any]:
     """The WAV as 10 ms mono frames at the user track's rate (any input rate/channels)."""
-    frame, rate, channels = read_wav(path)
-    frames = resample([frame], USER_RATE, mono=True) if (rate, channels) != (USER_RATE, 1) else [
-        frame
-    ]
-    return split_frames(frames, FRAME_MS, pad_last=True)
+    frame, _, _ = read_wav(path)
+    # passes 48 kHz mono through untouched; downmixes and resamples anything else
+    return split_frames(resample([frame], USER_RATE, mono=True), FRAME_MS, pad_last=True)
 
 
 class InputFeeder:
