@@ -662,6 +662,8 @@ class Worker:
             userdata=self.userdata,
             worker_id=self.id,
             accept_arguments=pending.args,
+            api_key=self.opts.api_key,
+            api_secret=self.opts.api_secret,
         )
         assert pending.args.entrypoint is not None
         driver = Greenlet(self._drive_job, ctx, pending.args.entrypoint)
@@ -686,8 +688,9 @@ class Worker:
         status = proto.JS_FAILED if result.failed else proto.JS_SUCCESS
         self._send_job_update(job_id, status, result.error)
         logger.bind(job_id=job_id).info(
-            "job {} ended: {}{}",
+            "job {} ended ({}): {}{}",
             job_id,
+            proto.JobStatus.Name(status),
             result.reason,
             f" ({result.error})" if result.error else "",
         )

@@ -84,6 +84,8 @@ class LocalAgentParticipant:
         pub = LocalPublication(track=track, name=getattr(track, "name", ""), source=source)
         self.track_publications[pub.sid] = pub
         self._room._emit("local_track_published", pub, track)
+        if self._room.user.identity in self._room.remote_participants:
+            self._room._emit("local_track_subscribed", track)  # the user subscribes to all
         for listener in list(self._room.track_listeners):
             listener(pub)
         return pub
@@ -217,6 +219,9 @@ class LocalRoom:
         user.track_publications[pub.sid] = pub
         self._emit("track_published", pub, user)
         self._emit("track_subscribed", self.user_track, pub, user)
+        if self._local is not None:  # the user subscribes to what the agent already published
+            for local_pub in list(self._local.track_publications.values()):
+                self._emit("local_track_subscribed", local_pub.track)
 
     def user_leaves(self) -> None:
         """The user hangs up: ``participant_disconnected`` (a ROOM_EMPTY job then ends)."""

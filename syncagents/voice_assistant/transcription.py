@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import gevent.event
 from loguru import logger
 
 from .. import rtc
@@ -37,12 +38,32 @@ class _Update:
     end_ms: int
 
 
+# How long the first transcription waits for a remote participant to subscribe to the agent's
+# track (see TranscriptionPublisher); an agent that publishes no track sends after this.
+FIRST_SUBSCRIBER_TIMEOUT = 5.0
+TRANSCRIPTION_TOPIC = "lk.transcription"  # livekit 1.x clients read transcriptions here
+
+
 class TranscriptionPublisher:
+    """Publishes segment updates both ways livekit clients read them: the legacy transcription
+    event (every update) and, for final segments, a text stream on ``lk.transcription`` sent
+    on behalf of the transcribed participant, with the ``lk.segment_id``,
+    ``lk.transcribed_track_id`` and ``lk.transcription_final`` attributes of livekit-agents."""
+
     def __init__(self, room: Any, spawn: Callable[..., gevent.Greenlet]) -> None:
         self._room = room
         self._updates: Chan[_Update] = Chan()  # unbounded: publishing never blocks the caller
         self._warned = False
+        # Nothing is sent before someone subscribed to the agent's track: data that reaches a
+        # client before the server told it the agent joined crashes livekit's Rust SDK
+        # (livekit 1.2.1: a panic on a data stream from an unknown participant), and an agent
+        # that speaks at once would otherwise send its first transcription in that window.
+        self._subscribed = gevent.event.Event()
+        room.on("local_track_subscribed", self._on_local_track_subscribed)
         spawn(self._run)
+
+    def _on_local_track_subscribed(self, *args: Any) -> None:
+        self._subscribed.set()
 
     def publish(
         self,
@@ -68,7 +89,11 @@ class TranscriptionPublisher:
         self._updates.close()
 
     def _run(self) -> None:
+        first = True
         for update in self._updates:
+            if first:
+                first = False
+                self._subscribed.wait(FIRST_SUBSCRIBER_TIMEOUT)
             try:
                 self._send(update)
             except Exception as exc:
@@ -93,3 +118,15 @@ class TranscriptionPublisher:
             rtc.Transcription(participant_identity=identity, track_sid=track_sid,
                               segments=[segment])
         )
+        if u.final and u.text and hasattr(local, "stream_text"):
+            writer = local.stream_text(
+                topic=TRANSCRIPTION_TOPIC,
+                sender_identity=identity,
+                attributes={
+                    "lk.segment_id": u.segment_id,
+                    "lk.transcribed_track_id": track_sid,
+                    "lk.transcription_final": "true",
+                },
+            )
+            writer.write(u.text)
+            writer.close()
