@@ -81,6 +81,11 @@ def mint_worker_token(api_key: str, api_secret: str, ttl: float = 6 * 3600) -> s
         "nbf": now,
         "exp": now + int(ttl),
     }
+    return sign_jwt(claims, api_secret)
+
+
+def sign_jwt(claims: dict[str, Any], api_secret: str) -> str:
+    """``claims`` as an HS256 JWT signed with ``api_secret`` (LiveKit's token format)."""
     header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
     payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
     signing_input = f"{header}.{payload}".encode("ascii")
