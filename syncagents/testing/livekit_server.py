@@ -184,6 +184,7 @@ class LiveKitServer:
     3-second batch of updates, so a shorter departure timeout closes the room under an agent
     before it learns that its user is gone).
 
+    ``port`` fixes the HTTP/WebSocket port (default: a free one).
     ``restart()`` stops the server and starts it again on the same ports and keys (to test
     what a worker does when its server goes away). ``check()`` raises, with the tail of the
     server's log, if the process died.
@@ -193,6 +194,7 @@ class LiveKitServer:
         self,
         *,
         binary: str | None = None,
+        port: int = 0,
         empty_timeout: int = 60,
         departure_timeout: int = 20,
         udp_ports: int = 64,
@@ -211,7 +213,7 @@ class LiveKitServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._log_file: Path | None = None
-        self.port = 0
+        self.port = port  # 0: a free port, chosen at start
         self.rtc_tcp_port = 0
         self.udp_range = (0, 0)
 
@@ -251,7 +253,7 @@ class LiveKitServer:
         binary = self._binary or find_server_binary()
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="livekit-server-")
-            self.port = _free_tcp_port()
+            self.port = self.port or _free_tcp_port()
             self.rtc_tcp_port = _free_tcp_port()
             self.udp_range = _free_udp_range(self._udp_ports)
         workdir = Path(self._dir.name)
@@ -327,6 +329,15 @@ class LiveKitServer:
                 f"livekit-server exited with code {proc.returncode}; its log ends with:\n"
                 f"{self.log_tail()}"
             )
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the server process to exit; its exit code (``TimeoutError`` otherwise)."""
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"livekit-server still running after {timeout} s") from None
 
     def running(self) -> bool:
         """Whether the server process is alive."""
