@@ -261,20 +261,18 @@ class LiveKitServer:
         # JSON is YAML: no YAML writer needed for a config this flat
         config.write_text(json.dumps(self._config(), indent=2))
         self._log_file = workdir / "server.log"
-        log = open(self._log_file, "ab")
-        try:
-            self._proc = subprocess.Popen(
-                [binary, "--config", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-                start_new_session=True,  # a Ctrl-C meant for the tests does not race our stop
-            )
-        except OSError as exc:
-            raise LiveKitServerError(f"could not start {binary}: {exc}") from None
-        finally:
-            log.close()
+        with open(self._log_file, "ab") as log:  # the child keeps its own descriptor
+            try:
+                self._proc = subprocess.Popen(
+                    [binary, "--config", str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    start_new_session=True,  # a Ctrl-C meant for the tests can't race our stop
+                )
+            except OSError as exc:
+                raise LiveKitServerError(f"could not start {binary}: {exc}") from None
         try:
             self._wait_ready()
         except BaseException:
