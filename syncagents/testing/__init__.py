@@ -1,10 +1,12 @@
-"""``syncagents.testing``: test your agent without a LiveKit server.
+"""``syncagents.testing``: test your agent, with or without a LiveKit server.
 
 - ``DispatchServer``: a test double of LiveKit's agent dispatch endpoint (the worker protocol),
   with fault injection.
 - ``FakeVAD``, ``FakeSTT``, ``FakeLLM``, ``FakeTTS``: scripted plugins with latencies, built
   like real plugins (so they double as examples).
 - ``LocalRoom``: the in-process room ``syncagents console`` runs agents in.
+- ``LiveKitServer``: a real ``livekit-server`` on loopback, for tests of a whole agent over
+  real WebRTC (found on the machine or built once from its Go module).
 
 Names load lazily so importing this package stays cheap.
 """
@@ -23,6 +25,8 @@ _LAZY = {
     "FakeToolCall": "fake_llm",
     "FakeResponse": "fake_llm",
     "LocalRoom": "local_room",
+    "LiveKitServer": "livekit_server",
+    "LiveKitServerError": "livekit_server",
 }
 
 __all__ = sorted(_LAZY)
