@@ -5,13 +5,16 @@ else in syncagents is greenlets on one gevent hub. This module owns the crossing
 
 * an asyncio event loop on a native thread, started with gevent's *unpatched* primitives and
   a real selector, so livekit sees an ordinary loop (an asyncio loop inside a greenlet misses
-  wake-ups, asyncio-gevent #17);
+  wake-ups, asyncio-gevent #17); its default executor (DNS lookups for aiohttp,
+  ``asyncio.to_thread``) runs each call on a native thread with unpatched functions;
 * :func:`run`: run a coroutine there and block only the calling greenlet, with a timeout, and
   cancellation of the coroutine when the greenlet is killed or times out;
 * :class:`BlockingIterator`: drain an async iterator into a bounded buffer that a greenlet
   reads with a plain ``for`` loop (backpressure, one hub wake-up per batch, not per item);
 * :func:`post_to_hub`: hand a callback from any native thread to the hub, through one libev
   async watcher (thread-safe by design; never polling);
+* :func:`in_greenlet`: the other direction, a coroutine on the loop awaiting a plain function
+  run in a greenlet (livekit callbacks that must answer, e.g. RPC handlers);
 * :func:`to_thread`: CPU-bound or non-cooperative work on gevent's native thread pool;
 * real (unpatched) locks for livekit's FFI client, whose locks are taken from native threads
   (NOTES.md: patched locks there deadlock under load).
@@ -133,6 +136,22 @@ def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return pool.apply(fn, args)  # type: ignore[no-any-return]
 
 
+_real_sleep = monkey.get_original("time", "sleep")
+
+
+def real_sleep(seconds: float) -> None:
+    """Sleep the OS thread (for code on native threads; never call it from a greenlet)."""
+    _real_sleep(seconds)
+
+
+def native_thread(fn: Callable[[], Any], name: str = "") -> int:
+    """Run ``fn()`` on a new daemon OS thread (not a greenlet); returns its id. ``fn`` must not
+    use patched primitives (gevent locks, ``time.sleep``): see :func:`real_lock`,
+    :func:`real_sleep`."""
+    del name  # _thread has no names; kept for the caller's documentation
+    return int(_start_new_thread(fn, ()))
+
+
 # -- the asyncio loop thread -------------------------------------------------------------------
 
 
@@ -151,6 +170,55 @@ class _Loop(asyncio.SelectorEventLoop):
         self._csock.setblocking(False)
         self._internal_fds += 1  # type: ignore[attr-defined]
         self._add_reader(self._ssock.fileno(), self._read_from_self)  # type: ignore[attr-defined]
+
+    # Blocking helpers (DNS lookups for aiohttp, ``asyncio.to_thread``) go to the default
+    # executor. Under ``patch_all`` a ThreadPoolExecutor's threads are greenlets of a hub that
+    # never runs on this thread, and ``socket.getaddrinfo`` is gevent's resolver: such a call
+    # never finished here (an aiohttp request to ``localhost`` hung). Each one gets a native
+    # thread of its own and the unpatched function instead.
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        if executor is not None:
+            return super().run_in_executor(executor, func, *args)
+        future: asyncio.Future[T] = self.create_future()
+
+        def work() -> None:
+            try:
+                outcome: tuple[Any, BaseException | None] = (func(*args), None)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                outcome = (None, exc)
+            try:
+                self.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+                pass
+
+        _start_new_thread(work, ())
+        return future
+
+    async def getaddrinfo(  # type: ignore[override]
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        return await self.run_in_executor(
+            None, _getaddrinfo, host, port, family, type, proto, flags
+        )
+
+    async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> Any:  # type: ignore[override]
+        return await self.run_in_executor(None, _getnameinfo, sockaddr, flags)
+
+
+_getaddrinfo = monkey.get_original("socket", "getaddrinfo")
+_getnameinfo = monkey.get_original("socket", "getnameinfo")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class _LoopThread:
@@ -210,6 +278,13 @@ def loop() -> asyncio.AbstractEventLoop:
                 _loop_thread = _LoopThread()
                 atexit.register(shutdown)
     return _loop_thread.loop
+
+
+def running() -> bool:
+    """Whether the bridge loop is up, without starting it (for clean-ups that need it only if
+    it already runs)."""
+    lt = _loop_thread
+    return lt is not None and not lt.loop.is_closed()
 
 
 def in_loop_thread() -> bool:
@@ -311,6 +386,11 @@ class _Cancelled(Exception):
     """The coroutine was cancelled on the loop side (e.g. by shutdown)."""
 
 
+# What a coroutine raises when it runs out of time: the builtin, and on Python 3.10 asyncio's
+# own class too (one class from 3.11 on). For callers that turn it into the builtin.
+TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
+
+
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run ``coro`` on the bridge loop; block only this greenlet; return or re-raise.
 
@@ -382,6 +462,68 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
         exc = task.exception()
         logger.opt(exception=exc).error("background livekit task failed: {}", exc)
+
+
+class GreenletEnded(Exception):
+    """What :func:`in_greenlet` raises on the loop when the greenlet ended with something that is
+    not an ``Exception`` (killed, ``SystemExit``, ``KeyboardInterrupt``); ``cause`` is it."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"greenlet ended by {type(cause).__name__}")
+        self.cause = cause
+
+
+async def in_greenlet(spawn: Callable[..., Any], fn: Callable[..., T], *args: Any) -> T:
+    """From a coroutine on the loop: run ``fn(*args)`` in a greenlet that ``spawn(fn)`` starts
+    in the hub, and await its result or exception (callbacks livekit awaits, e.g. RPC handlers,
+    written as plain blocking functions).
+
+    Cancelling the awaiting task kills the greenlet. An ``Exception`` reaches the awaiting task
+    as is; anything else arrives as :class:`GreenletEnded` and is re-raised in the greenlet, so
+    the greenlet's owner (a job) still sees it. If ``spawn`` itself fails (e.g. the job ended),
+    that error is raised here.
+    """
+    lp = asyncio.get_running_loop()
+    future: asyncio.Future[T] = lp.create_future()
+    greenlets: list[Any] = []
+    cancelled = False
+
+    def settle(result: Any, error: BaseException | None) -> None:  # hub → loop
+        try:
+            lp.call_soon_threadsafe(_settle, future, result, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+            pass
+
+    def body() -> None:  # the greenlet
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            settle(None, exc)
+            return
+        except BaseException as exc:
+            settle(None, GreenletEnded(exc))
+            raise
+        settle(result, None)
+
+    def start() -> None:  # hub
+        if cancelled:
+            return
+        try:
+            greenlets.append(spawn(body))
+        except Exception as exc:
+            settle(None, exc)
+
+    def kill() -> None:  # hub
+        for g in greenlets:
+            g.kill(block=False)
+
+    post_to_hub(start)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        cancelled = True
+        post_to_hub(kill)
+        raise
 
 
 class BlockingIterator(Generic[T]):

@@ -14,7 +14,7 @@ import inspect
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -25,7 +25,10 @@ from livekit.protocol import agent as proto
 from livekit.protocol import models
 from loguru import logger
 
-from .runtime import bind_job_id, job_id_of
+from .runtime import JobScope, bind_job_id, job_id_of
+
+if TYPE_CHECKING:
+    from .api import LiveKitAPI
 
 __all__ = [
     "AutoDisconnect",
@@ -188,6 +191,8 @@ class JobContext:
         userdata: Any = None,
         worker_id: str = "",
         accept_arguments: JobAcceptArguments | None = None,
+        api_key: str = "",
+        api_secret: str = "",
     ) -> None:
         self.job = job
         self.userdata = userdata
@@ -196,7 +201,8 @@ class JobContext:
         self._url = url
         self._token = token
         self._room: Any = None
-        self._group = gevent.pool.Group()
+        # the job's nursery: every greenlet started from the job's own, by any means
+        self._scope = JobScope(str(job.id), on_failure=self._on_greenlet_failure)
         self._ended = gevent.event.Event()
         self._end_reason = ""
         self._error = ""
@@ -205,6 +211,11 @@ class JobContext:
         self._auto_subscribe = AutoSubscribe.SUBSCRIBE_ALL
         self._auto_disconnect = AutoDisconnect.ROOM_EMPTY
         self._connected = False
+        # the worker's credentials, for ``api`` (never logged; the repr leaves them out)
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._api: LiveKitAPI | None = None
+        self._api_closed = False
         if room is not None:
             self._adopt_room(room)
 
@@ -339,6 +350,46 @@ class JobContext:
     def _on_room_disconnected(self, *args: Any) -> None:
         self._request_end("room disconnected")
 
+    # -- server API -------------------------------------------------------------------------
+    @property
+    def api(self) -> LiveKitAPI:
+        """A ``syncagents.api.LiveKitAPI`` for the job's server with the worker's credentials
+        (created on first use, closed when the job ends)."""
+        if self._api is None:
+            if self._api_closed:
+                raise RuntimeError(f"job {self.job_id} has ended")
+            from .api import LiveKitAPI  # lazy: jobs that never call the API never load it
+
+            # empty values fall back to $LIVEKIT_URL / _API_KEY / _API_SECRET (console, tests)
+            self._api = LiveKitAPI(
+                url=self._url or None,
+                api_key=self._api_key or None,
+                api_secret=self._api_secret or None,
+            )
+        return self._api
+
+    def delete_room(self, timeout: float | None = None) -> Any:
+        """Delete the job's room on the server: everyone in it is disconnected, the agent too,
+        which ends the job. Blocks until the server answered (``api.TwirpError`` if it
+        refused; ``TimeoutError`` after ``timeout`` seconds) and returns its answer."""
+        from . import api
+
+        name = self.job.room.name or (self._room.name if self._room is not None else "")
+        if not name:
+            raise RuntimeError(f"job {self.job_id} has no room to delete")
+        return self.api.room.delete_room(api.DeleteRoomRequest(room=name), timeout=timeout)
+
+    def _close_api(self) -> None:
+        self._api_closed = True
+        client, self._api = self._api, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as exc:
+                logger.bind(job_id=self.job_id).warning(
+                    "job {}: closing its server API client failed: {}", self.job_id, exc
+                )
+
     # -- greenlets --------------------------------------------------------------------------
     def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
         """Run ``fn`` in a greenlet that belongs to this job: it carries the job id, its
@@ -348,10 +399,17 @@ class JobContext:
         return self._spawn_raw(_logged, self.job_id, fn, args, kwargs)
 
     def _spawn_raw(self, fn: Callable[..., Any], *args: Any) -> Greenlet:
-        g = Greenlet(fn, *args)
-        bind_job_id(g, self.job_id)
-        self._group.start(g)
-        return g
+        return self._scope.spawn(fn, *args)
+
+    def _on_greenlet_failure(self, exc: BaseException) -> None:
+        # An uncaught error in one of the job's greenlets (already logged with the job id).
+        # SystemExit and KeyboardInterrupt would have ended the process: they end the job.
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            self._request_end("a greenlet raised " + type(exc).__name__, describe_error(exc))
+
+    def greenlets(self) -> list[Greenlet]:
+        """The job's greenlets still alive (everything started from the job, by anyone)."""
+        return self._scope.greenlets()
 
     # -- ending -----------------------------------------------------------------------------
     def add_shutdown_callback(self, fn: Callable[..., Any]) -> None:
@@ -381,9 +439,7 @@ class JobContext:
     def _run_shutdown_callbacks(self) -> None:
         for cb in list(self._shutdown_callbacks):
             args = (self._end_reason,) if _takes_one_argument(cb) else ()
-            g = Greenlet(_logged, self.job_id, cb, args, {})
-            bind_job_id(g, self.job_id)
-            g.start()
+            g = self._scope.spawn(_logged, self.job_id, cb, args, {})
             g.join(timeout=SHUTDOWN_CALLBACK_TIMEOUT)
             if not g.dead:
                 logger.bind(job_id=self.job_id).warning(
@@ -443,8 +499,8 @@ def run_job(
 
     The job ends when the entrypoint returned and the room is not connected, the room
     disconnects, ``ctx.shutdown()`` is called, or the owner calls ``ctx._request_end`` (server
-    termination, drain timeout). Then the shutdown callbacks run, the job's greenlets are
-    killed and the room is left.
+    termination, drain timeout). Then the shutdown callbacks run, the room is left and every
+    greenlet the job started is killed.
     """
     job_id = ctx.job_id
     me = getcurrent()
@@ -472,14 +528,17 @@ def run_job(
         ctx._ended.wait()
         log.debug("job {} ending: {}", job_id, ctx._end_reason)
         ctx._run_shutdown_callbacks()
-        ctx._group.kill(block=True, timeout=KILL_TIMEOUT)
-        if len(ctx._group):
-            log.warning("job {}: {} greenlet(s) ignored the kill", job_id, len(ctx._group))
+        # leave the room first, so nothing the job still runs talks to a room that is gone
+        # mid-call; then end every greenlet the job started, by whatever means
         if ctx._room_connected():
             try:
                 ctx._room.disconnect(timeout=DISCONNECT_TIMEOUT)
             except Exception as exc:
                 log.warning("job {}: leaving the room failed: {}", job_id, exc)
+        survivors = ctx._scope.close(timeout=KILL_TIMEOUT)
+        if survivors:
+            log.warning("job {}: {} greenlet(s) ignored the kill", job_id, len(survivors))
+        ctx._close_api()  # after the callbacks and greenlets that may still have used it
         return JobResult(
             job_id=job_id, failed=bool(ctx._error), error=ctx._error, reason=ctx._end_reason
         )
