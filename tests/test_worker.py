@@ -575,9 +575,17 @@ def test_worker_token_has_livekit_api_claims() -> None:
 
 
 def test_cpu_load_follows_this_process() -> None:
+    import psutil
+
+    proc = psutil.Process()
     load = CpuLoad(window=2.0)
+    t0, cpu0 = time.monotonic(), sum(proc.cpu_times()[:2])
     assert load() == 0.0  # no history yet: start-up work is not reported
     end = time.monotonic() + 1.3
     while time.monotonic() < end:  # burn CPU on purpose
         pass
-    assert 0.3 < load() <= 1.0
+    value = load()
+    # what this process really got of a core meanwhile (less than 1 on a shared machine)
+    used = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
+    assert 0.0 < value <= 1.0
+    assert abs(value - used) < 0.2, (value, used)
