@@ -130,10 +130,12 @@ def test_run_registers_quickly_and_sigterm_drains(
     assert job.status == proto.JS_SUCCESS
 
 
-def test_wrong_secret_one_clear_line_exit_1(server: DispatchServer, app: Path, cli: Any) -> None:
+def test_wrong_secret_one_clear_line_exit_78(
+    server: DispatchServer, app: Path, cli: Any
+) -> None:
     secret = "wrong-secret-but-long-enough-for-hs256-signing"
     proc = cli("run", str(app), "--health-port", "0", env=creds(server, LIVEKIT_API_SECRET=secret))
-    assert proc.wait(20) == 1
+    assert proc.wait(20) == 78  # EX_CONFIG: a restart cannot help
     errors = [r for r in proc.log_records() if r["level"] == "ERROR"]
     assert len(errors) == 1, proc.stderr
     assert f"key/secret were rejected by {server.url}" in errors[0]["message"]
@@ -147,7 +149,7 @@ def test_secret_flag_is_never_printed(server: DispatchServer, app: Path, cli: An
         "run", str(app), "--health-port", "0", "--api-secret", secret, "--log-level", "DEBUG",
         env=creds(server, LIVEKIT_API_SECRET=""),
     )  # fmt: skip
-    assert proc.wait(20) == 1
+    assert proc.wait(20) == 78
     assert secret not in proc.stderr + proc.stdout
 
 
@@ -161,9 +163,9 @@ def test_unreachable_one_line_exit_1(app: Path, cli: Any) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_missing_url_one_line_exit_1(app: Path, cli: Any) -> None:
+def test_missing_url_one_line_exit_78(app: Path, cli: Any) -> None:
     proc = cli("run", str(app), "--health-port", "0", env={"LIVEKIT_API_KEY": "k"})
-    assert proc.wait(20) == 1
+    assert proc.wait(20) == 78
     errors = [r for r in proc.log_records() if r["level"] == "ERROR"]
     assert len(errors) == 1 and "LIVEKIT_URL" in errors[0]["message"]
 
@@ -274,6 +276,47 @@ def test_processes_register_separately_and_restart(
     assert len(server.connected_workers) == 2
     proc.p.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+CRASHING_APP = """
+import os
+
+def entrypoint(ctx):
+    if ctx.job.metadata == "crash":
+        os._exit(1)  # a job taking its whole process down: only a supervisor can help
+    ctx.shutdown("done")
+"""
+
+
+def test_a_child_that_exits_1_is_restarted_alone(
+    server: DispatchServer, tmp_path: Path, cli: Any
+) -> None:
+    app = tmp_path / "crashing.py"
+    app.write_text(CRASHING_APP)
+    proc = cli("run", str(app), "--processes", "2", "--health-port", "0", env=creds(server))
+    first = {server.wait_for_worker(timeout=20).id}
+    first.add(server.wait_for_worker(lambda w: w.id not in first, timeout=20).id)
+    server.dispatch(room="boom", metadata="crash")
+    replacement = server.wait_for_worker(lambda w: w.id not in first, timeout=30)
+    assert replacement.connected
+    ok = server.dispatch(room="after", metadata="fine").wait_ended(timeout=20)
+    assert ok.status == proto.JS_SUCCESS  # the fleet serves on
+    assert proc.p.poll() is None
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert "exited with code 1" in proc.stderr and "restarting it in" in proc.stderr
+
+
+def test_a_config_error_in_the_children_stops_the_fleet_with_the_reason(
+    server: DispatchServer, app: Path, cli: Any
+) -> None:
+    secret = "wrong-secret-but-long-enough-for-hs256-signing"
+    proc = cli("run", str(app), "--processes", "2", "--health-port", "0",
+               env=creds(server, LIVEKIT_API_SECRET=secret))
+    assert proc.wait(30) == 78
+    stops = [r for r in proc.log_records() if "stopping all" in r["message"]]
+    assert stops and "rejected" in stops[0]["message"], proc.stderr
+    assert secret not in proc.stderr + proc.stdout
 
 
 def test_dev_restarts_on_change(server: DispatchServer, app: Path, cli: Any) -> None:

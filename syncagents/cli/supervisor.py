@@ -3,9 +3,13 @@
 Each child is a full worker (``run --processes 1 --health-port 0``) that registers on its own.
 It reports its state to the supervisor as JSON lines on a pipe (fd in
 ``$SYNCAGENTS_STATUS_FD``); the supervisor serves the health endpoint for all of them,
-restarts a child that crashed, and forwards SIGTERM/SIGINT so every child drains.
-A child exiting with code 1 hit a fatal error (rejected credentials, unreachable server,
-bad configuration): restarting cannot help, so the supervisor stops the others and exits 1.
+restarts a child that exited, and forwards SIGTERM/SIGINT/SIGHUP so every child drains.
+
+Only a child exiting with ``EX_CONFIG`` (78: rejected credentials, invalid options) stops the
+fleet: restarting cannot help, so the supervisor logs the child's reason, drains the others
+and exits 78. Any other exit (a crash, ``os._exit`` in a job, an unreachable server) restarts
+that child alone, after a backoff that doubles up to 10 s and starts over once a child has
+run for 60 s.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +29,13 @@ import gevent.pool
 from gevent.fileobject import FileObjectPosix
 from loguru import logger
 
-__all__ = ["STATUS_FD_ENV", "Supervisor", "status_reporter"]
+__all__ = ["EX_CONFIG", "STATUS_FD_ENV", "Supervisor", "status_reporter"]
 
 STATUS_FD_ENV = "SYNCAGENTS_STATUS_FD"
-FATAL_EXIT = 1
+EX_CONFIG = 78  # sysexits.h: configuration error — the only exit that stops the fleet
+HEALTHY_RUN = 60.0  # a child that ran this long restarts after the shortest backoff
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 10.0
 
 
 def status_reporter(on_orphaned: Callable[[], None]) -> Any:
@@ -85,6 +93,7 @@ class Supervisor:
         self.children = [_Child(i) for i in range(count)]
         self._stopping = gevent.event.Event()
         self._fatal = False
+        self.fatal_reason = ""
         self._group = gevent.pool.Group()
 
     def health_info(self) -> dict[str, Any]:
@@ -114,7 +123,7 @@ class Supervisor:
                 logger.error("health server could not listen on port {}: {}", self.health_port, exc)
         handlers = [
             gevent.signal_handler(sig, self._on_signal, sig)
-            for sig in (signal.SIGTERM, signal.SIGINT)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         ]
         try:
             logger.info("starting {} worker processes", self.count)
@@ -126,7 +135,7 @@ class Supervisor:
                 h.cancel()
             if health is not None:
                 health.stop()
-        return FATAL_EXIT if self._fatal else 0
+        return EX_CONFIG if self._fatal else 0
 
     def _on_signal(self, sig: int) -> None:
         if self._stopping.is_set():
@@ -146,28 +155,39 @@ class Supervisor:
                     pass
 
     def _keep_running(self, child: _Child) -> None:
-        delay = 1.0
+        delay = FIRST_BACKOFF
         while not self._stopping.is_set():
-            code = self._run_child(child)
+            started = time.monotonic()
+            code, reason = self._run_child(child)
             if self._stopping.is_set():
                 return
-            if code == FATAL_EXIT:
-                # the child logged why (credentials, unreachable, configuration): stop all
+            if code == EX_CONFIG:
+                # credentials or options: every child would fail the same way
                 self._fatal = True
+                self.fatal_reason = reason
+                logger.error(
+                    "worker process {} stopped on a configuration error{}; stopping all",
+                    child.index,
+                    f": {reason}" if reason else "",
+                )
                 self._stopping.set()
                 self._signal_children(signal.SIGTERM)
                 return
+            if time.monotonic() - started >= HEALTHY_RUN:
+                delay = FIRST_BACKOFF  # it was healthy: this is a new failure, not a loop
             child.restarts += 1
             logger.warning(
-                "worker process {} exited with code {}; restarting in {:.0f} s",
+                "worker process {} exited with {}{}; restarting it in {:.1f} s",
                 child.index,
-                code,
+                _describe_exit(code),
+                f" ({reason})" if reason else "",
                 delay,
             )
             self._stopping.wait(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, MAX_BACKOFF)
 
-    def _run_child(self, child: _Child) -> int:
+    def _run_child(self, child: _Child) -> tuple[int, str]:
+        """Run the child to its end: its exit code and the fatal reason it reported."""
         read_fd, write_fd = os.pipe()
         env = dict(self.env, **{STATUS_FD_ENV: str(write_fd)})
         try:
@@ -184,8 +204,9 @@ class Supervisor:
         finally:
             reader.join(timeout=2)
             reader.kill()
+            reason = str(child.info.get("fatal", ""))
             child.info = {}
-        return int(code)
+        return int(code), reason
 
     def _read_status(self, child: _Child, fd: int) -> None:
         stream = FileObjectPosix(fd, "rb", close=True)
@@ -197,3 +218,12 @@ class Supervisor:
                     continue
         finally:
             stream.close()
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"

@@ -170,8 +170,8 @@ def serve(opts: Any, *, room: str | None = None, participant_identity: str | Non
     import gevent
     from loguru import logger
 
-    from ..worker import Worker, WorkerError
-    from .supervisor import status_reporter
+    from ..worker import ConfigurationError, CredentialsRejectedError, Worker, WorkerError
+    from .supervisor import EX_CONFIG, status_reporter
 
     worker = Worker(opts)
     helpers: list[gevent.Greenlet] = []
@@ -192,13 +192,18 @@ def serve(opts: Any, *, room: str | None = None, participant_identity: str | Non
         helpers.append(gevent.spawn(worker.drain))
 
     handlers = [
-        gevent.signal_handler(sig, on_signal, sig) for sig in (signal.SIGTERM, signal.SIGINT)
+        gevent.signal_handler(sig, on_signal, sig)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     ]
     try:
         worker.run()
     except WorkerError as exc:
         logger.error("{}", exc)
-        return 1
+        # EX_CONFIG: credentials or options are wrong, and a restart cannot help
+        fatal = isinstance(exc, (CredentialsRejectedError, ConfigurationError))
+        if report is not None and fatal:
+            report({"fatal": str(exc)})  # the supervisor logs why it stops the fleet
+        return EX_CONFIG if fatal else 1
     finally:
         for h in handlers:
             h.cancel()
