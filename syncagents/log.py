@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import types
 from typing import Any, TextIO
@@ -51,12 +52,32 @@ class _InterceptHandler(logging.Handler):
         )
 
 
+# A secret is replaced only where it stands as a whole token: livekit-server's dev secret is
+# "secret", and replacing substrings turned "ConnectionRefusedError" into "ConnectionRefu***".
+_TOKEN_CHARS = r"A-Za-z0-9_\-+/"
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """Replace every non-empty secret in ``text`` with ``***``."""
+    """``text`` with every JWT replaced by ``<jwt>`` and every non-empty secret that stands as
+    a whole token (not inside a longer word) by ``***``."""
+    text = _JWT.sub("<jwt>", text)
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            pattern = rf"(?<![{_TOKEN_CHARS}]){re.escape(secret)}(?![{_TOKEN_CHARS}])"
+            text = re.sub(pattern, "***", text)
     return text
+
+
+def quiet_default_handler() -> None:
+    """Turn off variable values in tracebacks of loguru's default stderr handler, if it is
+    still installed: with them, a traceback through a job prints its token. (The CLI installs
+    its own handlers; this is for pytest and plain scripts.)"""
+    try:
+        logger.remove(0)
+    except ValueError:  # the application configured loguru itself: its choice stands
+        return
+    logger.add(sys.stderr, diagnose=False)
 
 
 def _json_sink(stream: TextIO) -> Any:

@@ -29,6 +29,7 @@ from greenlet import getcurrent
 from loguru import logger
 
 from ._bridge import native_thread, real_lock, real_sleep, to_thread
+from .log import quiet_default_handler
 
 __all__ = [
     "HubBlockMonitor",
@@ -244,6 +245,7 @@ def _install_hub_error_handler() -> None:
 
 
 _install_hub_error_handler()
+quiet_default_handler()
 
 
 # -- hub-block monitor -----------------------------------------------------------------------

@@ -57,3 +57,41 @@ def test_bad_level_is_a_clear_error() -> None:
 
 def test_redact() -> None:
     assert redact("key=abc secret=s3cr3t", "s3cr3t", None, "") == "key=abc secret=***"
+
+
+def test_redact_masks_whole_tokens_only() -> None:
+    from syncagents.log import redact
+
+    # livekit-server's dev secret is "secret": words that contain it stay readable
+    assert redact("ConnectionRefusedError: secrets", "s") == "ConnectionRefusedError: secrets"
+    assert redact("api_secret=secret; retry", "secret") == "api_secret=***; retry"
+    assert redact("key s rejected", "s") == "key *** rejected"
+
+
+def test_redact_removes_every_jwt() -> None:
+    from syncagents.log import redact
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl"
+    assert redact(f"connect to ws://h?access_token={jwt} failed") == (
+        "connect to ws://h?access_token=<jwt> failed"
+    )
+
+
+def test_tracebacks_from_loguru_default_handler_show_no_locals() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import syncagents\n"
+        "from loguru import logger\n"
+        "def job(token):\n"
+        "    raise ValueError('boom')\n"
+        "try:\n"
+        "    job('eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln')\n"
+        "except ValueError:\n"
+        "    logger.exception('failed')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert "boom" in out.stderr
+    assert "eyJ" not in out.stderr  # loguru's diagnose would print the token's value
