@@ -39,17 +39,19 @@ setup(
     packages=find_packages(include=["syncagents", "syncagents.*"]),
     package_data={"syncagents": ["py.typed"]},
     include_package_data=True,
+    # Upper bounds where syncagents relies on a library's internals (checked at import by
+    # syncagents/_internals.py): the minor versions verified to work.
     install_requires=[
-        "gevent>=24.2",
-        "websocket-client>=1.7",
-        "livekit>=1.0",
-        "livekit-api>=1.0",
-        "livekit-protocol>=1.0",
+        "gevent>=24.2,<27",  # spawn_tree_locals, hub.handle_error
+        "websocket-client>=1.7,<1.10",  # WebSocket._recv(bufsize)
+        "livekit>=1.2,<1.3",  # _ffi_client locks and queue, AudioSource internals
+        "livekit-api>=1.0,<1.3",
+        "livekit-protocol>=1.0,<1.2",
         "protobuf>=5",
         "requests>=2.31",
         "av>=12",
         "click>=8.1",
-        "loguru>=0.7",
+        "loguru>=0.7,<0.8",  # _locks_machinery
         "numpy>=1.26",
         "psutil>=5.9",
     ],

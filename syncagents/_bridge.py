@@ -674,6 +674,9 @@ def livekit_rtc() -> types.ModuleType:
     from livekit.rtc import _ffi_client
 
     if not _lk_prepared:
+        from ._internals import check_livekit
+
+        check_livekit(_ffi_client, lk_rtc.AudioSource)  # fail loudly if livekit moved them
         _lk_prepared = True
         _ffi_client.threading = types.SimpleNamespace(  # type: ignore[assignment]
             RLock=_RLock, Lock=_allocate_lock

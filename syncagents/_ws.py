@@ -23,6 +23,8 @@ from google.protobuf.message import DecodeError
 from livekit.protocol import agent as proto
 from loguru import logger
 
+from ._internals import check_websocket
+
 __all__ = [
     "AgentConnection",
     "CredentialsRejected",
@@ -91,6 +93,9 @@ def sign_jwt(claims: dict[str, Any], api_secret: str) -> str:
     signing_input = f"{header}.{payload}".encode("ascii")
     signature = hmac.new(api_secret.encode(), signing_input, hashlib.sha256).digest()
     return f"{header}.{payload}.{_b64url(signature)}"
+
+
+check_websocket(websocket.WebSocket)  # _recv(bufsize) is overridden below
 
 
 class _BufferedWebSocket(websocket.WebSocket):

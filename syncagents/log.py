@@ -29,6 +29,9 @@ def _use_real_locks_in_loguru() -> None:
     # loguru creates one lock per sink through this module; give it real locks.
     from loguru import _locks_machinery
 
+    from ._internals import check_loguru
+
+    check_loguru(_locks_machinery)
     _locks_machinery.threading = types.SimpleNamespace(Lock=real_lock)  # type: ignore[assignment]
 
 

@@ -29,6 +29,7 @@ from greenlet import getcurrent
 from loguru import logger
 
 from ._bridge import native_thread, real_lock, real_sleep, to_thread
+from ._internals import check_gevent
 from .log import quiet_default_handler
 
 __all__ = [
@@ -244,6 +245,7 @@ def _install_hub_error_handler() -> None:
     hub._syncagents_errors = True
 
 
+check_gevent(Greenlet)  # jobs are built on spawn_tree_locals
 _install_hub_error_handler()
 quiet_default_handler()
 

@@ -202,3 +202,18 @@ def test_late_import_warns_once() -> None:
     assert out.returncode == 0
     assert out.stderr.count("patched gevent after") == 1
     assert "asyncio" in out.stderr and "ssl" in out.stderr
+
+
+def test_a_moved_internal_fails_loudly_naming_the_version() -> None:
+    import importlib.metadata
+
+    from syncagents._internals import InternalsChanged, check_websocket
+
+    class NoRecv:  # what a websocket-client without WebSocket._recv(bufsize) would look like
+        pass
+
+    with pytest.raises(InternalsChanged) as info:
+        check_websocket(NoRecv)
+    version = importlib.metadata.version("websocket-client")
+    assert f"websocket-client {version}" in str(info.value)
+    assert "WebSocket._recv" in str(info.value)
