@@ -44,6 +44,9 @@ __all__ = [
     "WorkerPermissions",
 ]
 
+MAX_ERROR_BYTES = 64 * 1024  # update_job error text; a 17 MiB one broke the server's frame limit
+STABLE_REGISTRATION = 5.0  # a connection dropped sooner than this counts as a failed attempt
+
 
 class JobType(enum.IntEnum):
     """Which jobs the worker takes: one per room, or one per publisher (participant)."""
@@ -396,7 +399,7 @@ class Worker:
                 )
                 self._closing.wait(delay)
                 continue
-            retry = 0
+            registered_at = time.monotonic()
             try:
                 self._serve(conn)
             except Exception as exc:
@@ -409,9 +412,18 @@ class Worker:
                 conn.abort()
                 self._notify_status()
             if not self._closing.is_set():
-                # like a failed attempt: reconnect at once, then back off
-                retry = 1
-                logger.info("reconnecting to {}", url)
+                # A registration that lasted reconnects at once; one that a server accepted
+                # and dropped right away counts as a failed attempt, so a server that does
+                # that forever gets the backoff, not a reconnection storm.
+                if time.monotonic() - registered_at >= STABLE_REGISTRATION:
+                    retry = 0
+                    logger.info("reconnecting to {}", url)
+                else:
+                    delay = min(max(retry, 1) * 2, 10)
+                    retry += 1
+                    logger.warning("the connection to {} dropped at once; retrying in {} s",
+                                   url, delay)
+                    self._closing.wait(delay)
 
     def _connect_and_register(self) -> AgentConnection:
         token = mint_worker_token(self.opts.api_key, self.opts.api_secret)
@@ -539,6 +551,8 @@ class Worker:
         self._notify_status()
 
     def _send_job_update(self, job_id: str, status: int, error: str = "") -> None:
+        if len(error.encode()) > MAX_ERROR_BYTES:  # the server drops oversized frames
+            error = error.encode()[: MAX_ERROR_BYTES - 16].decode("utf-8", "ignore") + " …(cut)"
         msg = proto.WorkerMessage(
             update_job=proto.UpdateJobStatus(job_id=job_id, status=status, error=error)  # type: ignore[arg-type]
         )
@@ -570,6 +584,16 @@ class Worker:
 
     def _on_availability(self, req: proto.AvailabilityRequest) -> None:
         job = req.job
+        if not req.HasField("job") or not job.id:
+            # nothing to answer to (an answer needs the job id): a job with no id would run
+            # as job "" and every update about it would be meaningless to the server
+            logger.warning("ignored an availability request without a job id")
+            return
+        if job.id in self._jobs or job.id in self._pending:
+            # already ours: taking it again would make the server issue a second token
+            logger.warning("declined job {}: already running here", job.id)
+            self._send_availability(job.id, available=False)
+            return
         if self._draining or self._closing.is_set():
             self._send_availability(job.id, available=False)
             return

@@ -589,3 +589,95 @@ def test_cpu_load_follows_this_process() -> None:
     used = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
     assert 0.0 < value <= 1.0
     assert abs(value - used) < 0.2, (value, used)
+
+
+# -- protocol edges (issue 10) ----------------------------------------------------------------
+
+
+class _log_event(gevent.event.Event):
+    """An event set by the first log record containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._sink = logger.add(
+            lambda m: self.set() if text in m.record["message"] else None, format="{message}"
+        )
+
+    def remove(self) -> None:
+        logger.remove(self._sink)
+
+
+def _raw_offer(job_id: str, room: str = "dup") -> bytes:
+    job = proto.Job(id=job_id, type=proto.JT_ROOM)
+    job.room.name = room
+    return proto.ServerMessage(availability=proto.AvailabilityRequest(job=job)).SerializeToString()
+
+
+def test_an_offer_for_a_running_job_is_declined(
+    server: DispatchServer, start: Callable[..., Running], logs: list[dict[str, Any]]
+) -> None:
+    release = gevent.event.Event()
+    entries: list[str] = []
+
+    def entry(ctx: JobContext) -> None:
+        entries.append(ctx.job_id)
+        release.wait(30)
+
+    start(entrypoint_fnc=entry)
+    job = server.dispatch(room="dup").wait_for_status(proto.JS_RUNNING, timeout=10)
+    declined = _log_event("already running")
+    try:
+        server.send_raw(_raw_offer(job.id))
+        assert declined.wait(10)
+    finally:
+        declined.remove()
+    release.set()
+    assert job.wait_ended(timeout=10).status == proto.JS_SUCCESS
+    assert entries == [job.id]  # started once
+
+
+def test_an_offer_without_a_job_id_starts_nothing(
+    server: DispatchServer, start: Callable[..., Running], logs: list[dict[str, Any]]
+) -> None:
+    r = start(entrypoint_fnc=noop)
+    server.send_raw(_raw_offer(""))
+    server.send_raw(proto.ServerMessage(availability=proto.AvailabilityRequest())
+                    .SerializeToString())
+    h = server.dispatch(room="after").wait_ended(timeout=10)  # messages are handled in order
+    assert h.status == proto.JS_SUCCESS
+    assert not r.worker.active_jobs
+    ignored = [x for x in logs if "without a job id" in x["message"]]
+    assert len(ignored) == 2
+
+
+def test_a_huge_error_text_is_cut_to_64_kib(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    def entry(ctx: JobContext) -> None:
+        raise ValueError("x" * (17 * 1024 * 1024))
+
+    start(entrypoint_fnc=entry)
+    h = server.dispatch(room="huge").wait_ended(timeout=30)
+    assert h.status == proto.JS_FAILED
+    assert h.error.startswith("ValueError: xxx") and len(h.error.encode()) <= 64 * 1024
+    # the connection survived: the next job is served on it
+    assert server.dispatch(room="next").wait_ended(timeout=10).status == proto.JS_FAILED
+
+
+def test_a_server_that_drops_every_registration_gets_the_backoff(
+    server: DispatchServer, start: Callable[..., Running], logs: list[dict[str, Any]]
+) -> None:
+    server.drop_after_register = True
+    retried = _log_event("dropped at once")
+    worker = Worker(WorkerOptions(entrypoint_fnc=noop, ws_url=server.url,
+                                  api_key=server.api_key, api_secret=server.api_secret,
+                                  port=0, load_fnc=lambda: 0.0))
+    g = gevent.spawn(worker.run)
+    try:
+        assert retried.wait(15)
+        message = next(x["message"] for x in logs if "dropped at once" in x["message"])
+        assert "retrying in 2 s" in message  # not an immediate reconnection
+    finally:
+        retried.remove()
+        worker.close()
+        g.join(timeout=15)

@@ -20,7 +20,6 @@ Fault injection: :meth:`drop_connections`, :meth:`stop` then :meth:`start` on th
 
 from __future__ import annotations
 
-import datetime
 import secrets
 import socket
 import time
@@ -264,6 +263,8 @@ class _Conn:
                 "dispatch server: no register within {} s; closing", server.register_timeout
             )
             return
+        if server.drop_after_register:
+            return  # closing the connection is the caller's job once serve() returns
         while True:
             msg = self._recv()
             if msg is not None:
@@ -381,6 +382,7 @@ class DispatchServer:
         self.node_id = _short_id("ND_")
         self.reject_auth = False
         self.answer_pings = True
+        self.drop_after_register = False  # fault: accept a registration, then hang up at once
         self.registrations: list[proto.RegisterWorkerRequest] = []
         self.jobs: dict[str, JobHandle] = {}
         self.auth_failures = 0
