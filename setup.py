@@ -15,6 +15,7 @@ EXTRAS = {
     "openai": [],  # plain HTTP over requests, which the core already needs
     "mic": ["sounddevice>=0.4"],
     "dev": [
+        "pydantic>=2,<3",  # tools with pydantic-model parameters (optional for users)
         "pytest>=8",
         "pytest-timeout>=2.3",
         "ruff>=0.6",

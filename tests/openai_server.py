@@ -14,10 +14,17 @@ Endpoints: ``POST /v1/chat/completions`` (streamed or not), ``POST /v1/audio/tra
 /v1/audio/speech`` (a sine tone as ``pcm`` — 24 kHz int16 — or ``mp3`` encoded with PyAV).
 A wrong key gets 401 with the key echoed back (as some servers do) so tests can check that
 clients redact it; ``model="missing-model"`` gets 404.
+
+The server is strict like OpenAI's: a chat request whose assistant tool calls carry arguments
+that are not a JSON object, a tool result without its call, malformed content parts or images,
+a non-strict schema marked ``strict``, or ``tool_choice``/``parallel_tool_calls`` that do not
+fit the tools gets 400 (``invalid_request_error``) naming the field; ``rejected`` lists them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import email.parser
 import email.policy
@@ -36,7 +43,15 @@ import numpy as np
 from gevent.event import Event
 from gevent.server import StreamServer
 
-__all__ = ["ChatScript", "Fault", "OpenAIServer", "RecordedRequest", "ToolCall", "Upload"]
+__all__ = [
+    "ChatScript",
+    "Fault",
+    "OpenAIServer",
+    "RecordedRequest",
+    "ToolCall",
+    "Upload",
+    "check_chat_request",
+]
 
 PCM_RATE = 24000
 
@@ -138,6 +153,9 @@ class OpenAIServer:
         self.speech_freq = 440.0
         self.audio_write_size = 1001  # odd: PCM samples straddle chunk boundaries
         self.connections = 0
+        self.strict = True
+        """Reject malformed chat requests with 400, as OpenAI does (see the module docstring)."""
+        self.rejected: list[str] = []
         self._server = StreamServer((host, 0), self._handle)
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -245,6 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "The model `missing-model` does not exist.", "model_not_found")
             return
         if self.path.endswith("/chat/completions"):
+            problem = check_chat_request(parsed) if srv.strict else None
+            if problem is not None:
+                srv.rejected.append(problem)
+                self._error(400, problem, "invalid_request_error")
+                return
             self._chat(parsed, cut)
         elif self.path.endswith("/audio/transcriptions"):
             self._transcription(body)
@@ -377,6 +400,171 @@ class _Handler(BaseHTTPRequestHandler):
                 self._cut()
             self._chunk(data[start : start + size])
         self._end_chunked()
+
+
+_ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+def _check_arguments(where: str, arguments: Any) -> str | None:
+    if not isinstance(arguments, str):
+        return f"Invalid '{where}': expected a string"
+    try:
+        value = json.loads(arguments, parse_constant=_no_constant)
+    except ValueError as e:
+        return f"Invalid '{where}': not valid JSON ({e}): {arguments!r}"
+    if not isinstance(value, dict):
+        return f"Invalid '{where}': not a JSON object: {arguments!r}"
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_image(where: str, part: dict[str, Any]) -> str | None:
+    image = part.get("image_url")
+    if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+        return f"Invalid '{where}.image_url': expected an object with a url"
+    url = image["url"]
+    if image.get("detail", "auto") not in ("auto", "low", "high"):
+        return f"Invalid '{where}.image_url.detail': {image.get('detail')!r}"
+    if url.startswith(("http://", "https://")):
+        return None
+    head, _, data = url.partition(",")
+    if not (head.startswith("data:image/") and head.endswith(";base64")):
+        return f"Invalid '{where}.image_url.url': expected an http(s) or base64 data URL"
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return f"Invalid '{where}.image_url.url': bad base64"
+    signatures = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/gif": b"GIF8",
+                  "image/webp": b"RIFF"}
+    mime = head[5:-7]
+    if mime not in signatures or not raw.startswith(signatures[mime]):
+        return f"Invalid '{where}.image_url.url': the data is not {mime}"
+    return None
+
+
+def _check_content(where: str, role: str, content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return None
+    if not isinstance(content, list):
+        return f"Invalid '{where}': expected a string or an array of parts"
+    for j, part in enumerate(content):
+        pwhere = f"{where}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                return f"Invalid '{pwhere}.text': expected a string"
+        elif kind == "image_url":
+            if role != "user":
+                return f"Invalid '{pwhere}': image parts are only allowed in user messages"
+            problem = _check_image(pwhere, part)
+            if problem:
+                return problem
+        else:
+            return f"Invalid '{pwhere}.type': {kind!r}"
+    return None
+
+
+def _check_strict_schema(where: str, schema: Any) -> str | None:
+    if isinstance(schema, list):
+        for n, sub in enumerate(schema):
+            problem = _check_strict_schema(f"{where}[{n}]", sub)
+            if problem:
+                return problem
+        return None
+    if not isinstance(schema, dict):
+        return None
+    if "default" in schema:
+        return f"Invalid schema at '{where}': 'default' is not permitted in strict mode"
+    props = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(props, dict):
+        if schema.get("additionalProperties") is not False:
+            return f"Invalid schema at '{where}': 'additionalProperties' must be false"
+        if sorted(schema.get("required") or []) != sorted(props or {}):
+            return f"Invalid schema at '{where}': 'required' must list every property"
+    for key, sub in schema.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(sub, dict):
+            for name, sub_schema in sub.items():
+                problem = _check_strict_schema(f"{where}.{key}.{name}", sub_schema)
+                if problem:
+                    return problem
+        elif key in ("items", "anyOf", "oneOf", "allOf", "prefixItems"):
+            problem = _check_strict_schema(f"{where}.{key}", sub)
+            if problem:
+                return problem
+    return None
+
+
+def check_chat_request(body: Any) -> str | None:
+    """What OpenAI would reject in a chat request (None if nothing): see the module docstring."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "Invalid 'messages': expected a non-empty array"
+    open_calls: set[str] = set()
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if role not in _ROLES:
+            return f"Invalid '{where}.role': {role!r}"
+        problem = _check_content(f"{where}.content", role, msg.get("content"))
+        if problem:
+            return problem
+        for j, call in enumerate(msg.get("tool_calls") or []):
+            cwhere = f"{where}.tool_calls[{j}]"
+            if role != "assistant":
+                return f"Invalid '{cwhere}': only assistant messages have tool calls"
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not fn.get("name") or not call.get("id"):
+                return f"Invalid '{cwhere}': needs an id and a function name"
+            problem = _check_arguments(f"{cwhere}.function.arguments", fn.get("arguments"))
+            if problem:
+                return problem
+            open_calls.add(call["id"])
+        if role == "tool":
+            if msg.get("tool_call_id") not in open_calls:
+                return (f"Invalid '{where}': a tool message must answer a preceding tool call "
+                        f"(tool_call_id {msg.get('tool_call_id')!r})")
+            if not isinstance(msg.get("content"), (str, list)):
+                return f"Invalid '{where}.content': a tool message needs content"
+    tools = body.get("tools")
+    names: list[str] = []
+    if tools is not None:
+        if not isinstance(tools, list) or not tools:
+            return "Invalid 'tools': expected a non-empty array"
+        for k, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if tool.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
+                return f"Invalid 'tools[{k}]': expected a function with a name"
+            params = fn.get("parameters", {"type": "object"})
+            if not isinstance(params, dict) or params.get("type") != "object":
+                return f"Invalid 'tools[{k}].function.parameters': must be an object schema"
+            if fn.get("strict"):
+                problem = _check_strict_schema(f"tools[{k}].function.parameters", params)
+                if problem:
+                    return problem
+            names.append(fn["name"])
+    if "tool_choice" in body:
+        choice = body["tool_choice"]
+        if not tools:
+            return "Invalid 'tool_choice': only allowed when 'tools' are specified"
+        if isinstance(choice, dict):
+            fn = choice.get("function")
+            if choice.get("type") != "function" or not isinstance(fn, dict):
+                return f"Invalid 'tool_choice': {choice!r}"
+            if fn.get("name") not in names:
+                return f"Invalid 'tool_choice': no tool named {fn.get('name')!r}"
+        elif choice not in ("auto", "required", "none"):
+            return f"Invalid 'tool_choice': {choice!r}"
+    if "parallel_tool_calls" in body:
+        if not tools:
+            return "Invalid 'parallel_tool_calls': only allowed when 'tools' are specified"
+        if not isinstance(body["parallel_tool_calls"], bool):
+            return "Invalid 'parallel_tool_calls': expected a boolean"
+    return None
 
 
 def _echo(body: dict[str, Any]) -> ChatScript:

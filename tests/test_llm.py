@@ -138,7 +138,7 @@ def test_tool_calls_are_collected_resolved_and_executed() -> None:
                 {"name": "multiply", "arguments": {"b": 1}},
                 ("fail", {}),
                 FakeToolCall("missing_tool", {}),
-                FakeToolCall("multiply", '{"a": 1,', id="broken"),
+                FakeToolCall("multiply", '{"a": 1, "b" 2}', id="broken"),
             ],
         ),
         "The answer is 42.",
@@ -176,7 +176,11 @@ def test_tool_calls_are_collected_resolved_and_executed() -> None:
     assert _text(fake.chat(follow, fnc_ctx=fnc)) == "The answer is 42."
     assert fake.requests[0].temperature == 0.3 and fake.requests[0].fnc_ctx is fnc
     assert [m.role for m in fake.calls[1].messages] == ["user", "assistant"] + ["tool"] * 5
-    assert fake.calls[1].to_openai()[1]["tool_calls"][0]["id"] == "call_a"
+    sent_calls = fake.calls[1].to_openai()[1]["tool_calls"]
+    assert sent_calls[0]["id"] == "call_a"
+    # the unreadable arguments never go back to the model: "{}" and an error result instead
+    assert sent_calls[4]["function"]["arguments"] == "{}"
+    assert calls[4].original_arguments == '{"a": 1, "b" 2}'
 
 
 def test_calls_without_a_function_context_are_errors() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from gevent.event import Event
 from loguru import logger
-from openai_server import ChatScript, Fault, OpenAIServer, ToolCall
+from openai_server import ChatScript, Fault, OpenAIServer, ToolCall, check_chat_request
 from speech import frames_to_samples, to_frames
 
 from syncagents import Plugin, llm, stt
@@ -421,3 +421,135 @@ def test_json_roundtrip_of_errors_keeps_status(server: OpenAIServer) -> None:
     body = info.value.body
     assert isinstance(body, dict) and json.dumps(body)
     assert body["error"]["code"] == "model_not_found"
+
+
+# -- strict servers: repaired tool calls, tool options, strict schemas, images -----------------
+
+
+def test_malformed_tool_arguments_never_reach_a_strict_server(server: OpenAIServer) -> None:
+    server.chat.append(ChatScript(tool_calls=[
+        ToolCall("count", "{'to': 3,}<|im_end|>", id="call_r"),  # repairable
+        ToolCall("get_weather", '{"city" Paris', id="call_h"),  # hopeless
+        ToolCall("get_weather", '```json\n{"city": "Oslo"\n```', id="call_f"),
+    ]))
+    server.chat.append(ChatScript(text="Done."))
+    tools = Tools()
+    model = make_llm(server)
+    ctx = user("go")
+    stream = model.chat(chat_ctx=ctx, fnc_ctx=tools)
+    text_of(stream)
+    called = stream.execute_functions(timeout=5)
+    assert [c.result for c in called] == [3, None, "sunny in Oslo"]
+    ctx.messages.append(llm.ChatMessage.create_tool_calls(stream.function_calls))
+    ctx.messages.extend(llm.ChatMessage.create_tool_from_called_function(c) for c in called)
+    assert text_of(model.chat(chat_ctx=ctx, fnc_ctx=tools)) == "Done."
+    assert server.rejected == []
+
+    follow = server.requests_to("/chat/completions")[1].json["messages"]
+    sent = [c["function"]["arguments"] for c in follow[1]["tool_calls"]]
+    assert sent == ['{"to": 3}', "{}", '{"city": "Oslo"}']
+    results = {m["tool_call_id"]: m["content"] for m in follow[2:]}
+    assert results["call_r"] == "3"
+    assert results["call_h"].startswith("error: the arguments for get_weather are not valid JSON")
+    assert ("count", 3) in tools.calls and len(tools.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"messages": [{"role": "assistant", "content": None, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1'}}
+        ]}]}, "not valid JSON"),
+        ({"messages": [{"role": "tool", "content": "1", "tool_call_id": "zz"}]},
+         "must answer a preceding tool call"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "auto"},
+         "only allowed when 'tools'"),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+         "not image/png"),
+        ({"messages": [{"role": "user", "content": "x"}], "tools": [
+            {"type": "function", "function": {"name": "f", "strict": True, "parameters": {
+                "type": "object", "properties": {"a": {"type": "string"}}}}}]},
+         "additionalProperties"),
+    ],
+)
+def test_the_test_server_is_strict(body: dict[str, object], fragment: str) -> None:
+    problem = check_chat_request(body)
+    assert problem is not None and fragment in problem
+
+
+def test_strict_server_answers_400_to_broken_requests(server: OpenAIServer) -> None:
+    # a plugin bypassing the chat context's serialisation would be caught
+    model = make_llm(server, max_retries=0)
+    original = model._request_body
+
+    def broken_body(*args: object, **kwargs: object) -> dict[str, object]:
+        body = original(*args, **kwargs)  # type: ignore[arg-type]
+        body["messages"] = [*body["messages"], {"role": "assistant", "content": None,  # type: ignore[list-item]
+            "tool_calls": [{"id": "a", "type": "function",
+                            "function": {"name": "count", "arguments": "{'to': 1"}}]}]
+        return body
+
+    model._request_body = broken_body  # type: ignore[method-assign]
+    with pytest.raises(openai.APIStatusError) as info:
+        text_of(model.chat(chat_ctx=user("hi")))
+    assert info.value.status == 400 and len(server.rejected) == 1
+
+
+def test_tool_choice_and_parallel_tool_calls_in_requests(server: OpenAIServer) -> None:
+    tools = Tools()
+    model = make_llm(server, tool_choice="auto", parallel_tool_calls=True)
+    text_of(model.chat(chat_ctx=user("a"), fnc_ctx=tools))
+    text_of(model.chat(chat_ctx=user("b"), fnc_ctx=tools, tool_choice="count",
+                       parallel_tool_calls=False))
+    text_of(model.chat(chat_ctx=user("c"), fnc_ctx=tools, tool_choice="none"))
+    text_of(model.chat(chat_ctx=user("d")))  # no tools: no tool options either
+    bodies = [r.json for r in server.requests_to("/chat/completions")]
+    assert [(b.get("tool_choice"), b.get("parallel_tool_calls")) for b in bodies] == [
+        ("auto", True),
+        ({"type": "function", "function": {"name": "count"}}, False),
+        ("none", True),
+        (None, None),
+    ]
+    assert "tools" not in bodies[3] and server.rejected == []
+    with pytest.raises(ValueError, match="not among the tools"):
+        model.chat(chat_ctx=user("e"), fnc_ctx=tools, tool_choice="missing")
+
+
+def test_strict_tool_schemas_are_accepted(server: OpenAIServer) -> None:
+    server.chat.append(ChatScript(tool_calls=[
+        ToolCall("get_weather", '{"city": "Rome", "unit": null}', id="s1")]))
+    tools = Tools()
+    stream = make_llm(server, strict_tool_schema=True).chat(chat_ctx=user("x"), fnc_ctx=tools)
+    text_of(stream)
+    assert stream.execute_functions(timeout=5)[0].result == "sunny in Rome"
+    assert tools.calls == [("get_weather", ("Rome", Unit.CELSIUS))]
+    sent = server.requests_to("/chat/completions")[0].json["tools"]
+    assert all(t["function"]["strict"] is True for t in sent)
+    params = {t["function"]["name"]: t["function"]["parameters"] for t in sent}
+    assert params["get_weather"]["required"] == ["city", "unit"]
+    assert params["get_weather"]["additionalProperties"] is False
+    assert server.rejected == []
+
+
+def test_images_are_sent_to_vision_models(server: OpenAIServer) -> None:
+    import av
+    from livekit import rtc
+
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    png_ctx = av.CodecContext.create("png", "w")
+    png_ctx.width, png_ctx.height, png_ctx.pix_fmt = 4, 4, "rgb24"  # type: ignore[attr-defined]
+    png = b"".join(bytes(p) for p in png_ctx.encode(  # type: ignore[attr-defined]
+        av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    frame = rtc.VideoFrame(64, 32, rtc.VideoBufferType.RGBA, bytes(64 * 32 * 4))
+    ctx = llm.ChatContext().append(role="system", text="You see images.").append(
+        role="user", text="What is this?",
+        images=[llm.ChatImage(image=png, inference_detail="high"),
+                llm.ChatImage(image=frame, inference_width=32, inference_height=32)])
+    assert text_of(make_llm(server).chat(chat_ctx=ctx)).startswith("You said:")
+    assert server.rejected == []
+    content = server.requests_to("/chat/completions")[0].json["messages"][1]["content"]
+    assert content[0] == {"type": "text", "text": "What is this?"}
+    assert content[1]["image_url"]["detail"] == "high"
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert content[2]["image_url"]["url"].startswith("data:image/jpeg;base64,")

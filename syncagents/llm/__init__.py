@@ -6,7 +6,15 @@ Plugins subclass ``LLM`` and implement the generator ``_chat``; see ``llm.py``.
 from __future__ import annotations
 
 from .arguments import FunctionArgInfo, ToolCallError, TypeInfo
-from .chat_context import ChatContext, ChatMessage, ChatRole, result_to_text, to_openai_messages
+from .chat_context import (
+    ChatContext,
+    ChatMessage,
+    ChatRole,
+    result_to_text,
+    to_openai_messages,
+    tool_call_arguments_json,
+)
+from .docstring import ParsedDocstring, parse_docstring
 from .function_context import (
     CalledFunction,
     FunctionCallInfo,
@@ -14,9 +22,12 @@ from .function_context import (
     FunctionInfo,
     ai_callable,
     build_function_info,
+    build_raw_function_info,
     build_tool_schemas,
     execute_function_calls,
 )
+from .images import ChatImage, serialize_image
+from .json_repair import parse_tool_arguments, repair_json
 from .llm import (
     LLM,
     ChatChunk,
@@ -25,13 +36,17 @@ from .llm import (
     CompletionUsage,
     LLMMetrics,
     LLMStream,
+    ToolChoice,
+    normalize_tool_choice,
 )
+from .schema import to_strict_json_schema
 
 __all__ = [
     "LLM",
     "CalledFunction",
     "ChatChunk",
     "ChatContext",
+    "ChatImage",
     "ChatMessage",
     "ChatRole",
     "Choice",
@@ -43,12 +58,22 @@ __all__ = [
     "FunctionInfo",
     "LLMMetrics",
     "LLMStream",
+    "ParsedDocstring",
     "ToolCallError",
+    "ToolChoice",
     "TypeInfo",
     "ai_callable",
     "build_function_info",
+    "build_raw_function_info",
     "build_tool_schemas",
     "execute_function_calls",
+    "normalize_tool_choice",
+    "parse_docstring",
+    "parse_tool_arguments",
+    "repair_json",
     "result_to_text",
+    "serialize_image",
     "to_openai_messages",
+    "to_strict_json_schema",
+    "tool_call_arguments_json",
 ]

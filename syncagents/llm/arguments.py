@@ -4,20 +4,30 @@ turning the JSON arguments a model sends into the Python values the function exp
 Models are sloppy with JSON types ("3" for 3, 3 for 3.0, "true" for true), so coercion is
 lenient where the meaning is unambiguous and strict everywhere else: a value that cannot be
 read as the declared type is an error the model gets to see, never a crash.
+
+Plain scalars, enums and lists of them are handled here without dependencies. Parameters
+that need more (a pydantic model, ``Field(ge=, le=, pattern=, description=, default=)``
+constraints, ``Literal``, unions, dicts, nested lists) go through pydantic, imported only
+when such a parameter is declared: its JSON schema becomes the parameter's schema and its
+(lax) validation checks and converts the model's value.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import inspect
 import json
 import math
+import sys
 import types
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from loguru import logger
+
+from .json_repair import parse_tool_arguments
 
 __all__ = [
     "FunctionArgInfo",
@@ -26,6 +36,7 @@ __all__ = [
     "arg_json_schema",
     "build_arg_info",
     "coerce_arguments",
+    "read_arguments",
 ]
 
 _JSON_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -54,9 +65,12 @@ class FunctionArgInfo:
     """One parameter of an AI function.
 
     ``type`` is the annotation without ``Annotated``/``Optional``: str, int, float, bool, an
-    ``enum.Enum`` subclass, or ``list[...]`` of one of those. ``choices`` are the allowed values
+    ``enum.Enum`` subclass, or ``list[...]`` of one of those; for parameters validated by
+    pydantic (``validated``), whatever type pydantic accepts. ``choices`` are the allowed values
     (of the items, for lists); for enums they are the members' values. ``default`` is
-    ``inspect.Parameter.empty`` for required parameters.
+    ``inspect.Parameter.empty`` for required parameters (a pydantic ``Field``'s default is
+    unwrapped; ``default_factory`` is set instead for ``Field(default_factory=...)``).
+    ``schema`` is the parameter's JSON schema when pydantic built it (``$defs`` included).
     """
 
     name: str
@@ -65,10 +79,26 @@ class FunctionArgInfo:
     default: Any = inspect.Parameter.empty
     choices: tuple[Any, ...] = ()
     nullable: bool = False
+    schema: dict[str, Any] | None = field(default=None, compare=False)
+    default_factory: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    fill_default: bool = field(default=False, repr=False, compare=False)
+    """The Python default cannot stand in (it is a ``Field(...)``): pass ``default`` ourselves."""
+    validator: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
+        return self.default is inspect.Parameter.empty and self.default_factory is None
+
+    @property
+    def validated(self) -> bool:
+        """Whether pydantic checks this parameter (see the module docstring)."""
+        return self.validator is not None
+
+    def default_value(self) -> Any:
+        """The value an omitted argument takes (a fresh one from ``default_factory``)."""
+        if self.default_factory is not None:
+            return self.default_factory()
+        return self.default
 
     @property
     def is_list(self) -> bool:
@@ -91,20 +121,45 @@ def _strip_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def _unwrap(hint: Any) -> tuple[Any, TypeInfo | None, bool]:
+def _unwrap(hint: Any) -> tuple[Any, TypeInfo | None, bool, list[Any]]:
     """Peel ``Annotated`` and ``Optional`` in any nesting (Python 3.10's get_type_hints wraps
-    ``Annotated[...] = None`` parameters in ``Optional``)."""
+    ``Annotated[...] = None`` parameters in ``Optional``); also returns the other metadata."""
     info: TypeInfo | None = None
     nullable = False
+    others: list[Any] = []
     while True:
         hint, opt = _strip_optional(hint)
         nullable = nullable or opt
         if get_origin(hint) is Annotated:
             base, *extras = get_args(hint)
             info = info or next((e for e in extras if isinstance(e, TypeInfo)), None)
+            others.extend(e for e in extras if not isinstance(e, TypeInfo))
             hint = base
             continue
-        return hint, info, nullable
+        return hint, info, nullable, others
+
+
+def _is_field_info(obj: Any) -> bool:
+    # pydantic is only looked at if the user's code already imported it
+    fields_mod = sys.modules.get("pydantic.fields")
+    return fields_mod is not None and isinstance(obj, fields_mod.FieldInfo)
+
+
+def _is_model(t: Any) -> bool:
+    pyd = sys.modules.get("pydantic")
+    return pyd is not None and isinstance(t, type) and issubclass(t, pyd.BaseModel)
+
+
+def _mentions_pydantic(hint: Any, default: Any) -> bool:
+    if _is_field_info(default):
+        return True
+    stack = [hint]
+    while stack:
+        t = stack.pop()
+        if _is_model(t) or _is_field_info(t):
+            return True
+        stack.extend(get_args(t))
+    return False
 
 
 def _is_enum(t: Any) -> bool:
@@ -127,21 +182,40 @@ def _scalar_json_type(t: Any) -> str:
                     "or a list of those)")
 
 
-def build_arg_info(fn_name: str, param: inspect.Parameter, hint: Any) -> FunctionArgInfo:
-    """Describe ``param`` of ``fn_name`` from its resolved annotation; TypeError if unsupported."""
-    base, info, nullable = _unwrap(hint)
+def build_arg_info(
+    fn_name: str, param: inspect.Parameter, hint: Any, doc_description: str = ""
+) -> FunctionArgInfo:
+    """Describe ``param`` of ``fn_name`` from its resolved annotation; TypeError if unsupported.
+
+    Args:
+        fn_name: the function's name, for error messages.
+        param: the parameter, from ``inspect.signature``.
+        hint: its resolved annotation (``typing.get_type_hints(..., include_extras=True)``).
+        doc_description: its description from the docstring, used when the annotation gives
+            none (``TypeInfo(description=)`` or ``Field(description=)`` win).
+    """
+    if _mentions_pydantic(hint, param.default):
+        return _validated_arg_info(fn_name, param, hint, doc_description)
+    try:
+        base, info, nullable, _ = _unwrap(hint)
+    except TypeError as e:
+        return _fallback_arg_info(fn_name, param, hint, doc_description, e)
     if get_origin(base) is list or base is list:
         items = get_args(base)
         if len(items) != 1:
             raise TypeError(f"{fn_name}.{param.name}: list parameters need an item type")
-        item, _, _ = _unwrap(items[0])
+        try:
+            item, _, _, _ = _unwrap(items[0])
+            _scalar_json_type(item)
+        except TypeError as e:
+            return _fallback_arg_info(fn_name, param, hint, doc_description, e)
         base = list[item]  # type: ignore[valid-type]
     else:
         item = base
     try:
         _scalar_json_type(item)
     except TypeError as e:
-        raise TypeError(f"{fn_name}.{param.name}: {e}") from None
+        return _fallback_arg_info(fn_name, param, hint, doc_description, e)
 
     choices: tuple[Any, ...] = tuple(info.choices) if info else ()
     where = f"{fn_name}.{param.name} choice"
@@ -156,7 +230,7 @@ def build_arg_info(fn_name: str, param: inspect.Parameter, hint: Any) -> Functio
             raise TypeError(str(e)) from None
     return FunctionArgInfo(
         name=param.name,
-        description=info.description if info else "",
+        description=(info.description if info else "") or doc_description,
         type=base,
         default=param.default,
         choices=choices,
@@ -164,8 +238,109 @@ def build_arg_info(fn_name: str, param: inspect.Parameter, hint: Any) -> Functio
     )
 
 
+# bare containers and catch-alls say nothing a model could follow
+_TOO_VAGUE = (dict, list, tuple, set, object, Any)
+
+
+def _fallback_arg_info(
+    fn_name: str, param: inspect.Parameter, hint: Any, doc_description: str, err: TypeError
+) -> FunctionArgInfo:
+    """Types the plain path does not know (Literal, unions, dicts, nested lists...) go to
+    pydantic when it is installed; otherwise the original error stands."""
+    if _unwrap_annotated(hint) in _TOO_VAGUE:
+        raise TypeError(f"{fn_name}.{param.name}: {err}") from None
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:
+        raise TypeError(f"{fn_name}.{param.name}: {err} (or install pydantic)") from None
+    return _validated_arg_info(fn_name, param, hint, doc_description)
+
+
+def _unwrap_annotated(hint: Any) -> Any:
+    while get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    return hint
+
+
+def _validated_arg_info(
+    fn_name: str, param: inspect.Parameter, hint: Any, doc_description: str
+) -> FunctionArgInfo:
+    """A parameter checked by pydantic: one single-field model gives its schema (with
+    constraints, description and default) and validates the model's value."""
+    import pydantic
+    from pydantic_core import PydanticUndefined
+
+    where = f"{fn_name}.{param.name}"
+    info: TypeInfo | None = None
+    nullable = param.default is None
+    try:
+        _, info, opt, _ = _unwrap(hint)
+        nullable = nullable or opt
+    except TypeError:  # a union other than Optional: pydantic reads it
+        nullable = nullable or type(None) in get_args(_unwrap_annotated(hint))
+    default = param.default if param.default is not inspect.Parameter.empty else PydanticUndefined
+    try:
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            f"{fn_name}_{param.name}",
+            __config__=pydantic.ConfigDict(
+                coerce_numbers_to_str=True, arbitrary_types_allowed=False
+            ),
+            **{param.name: (hint, default)},
+        )
+        full = model.model_json_schema()
+    except Exception as e:  # unsupported types, bad constraints: at declaration, not mid-call
+        raise TypeError(f"{where}: pydantic cannot describe this parameter ({e})") from None
+    fld = model.model_fields[param.name]
+    schema: dict[str, Any] = dict(full["properties"][param.name])
+    schema.pop("title", None)  # pydantic's title-cased parameter name adds nothing
+    if "$defs" in full:
+        schema["$defs"] = full["$defs"]
+    description = (info.description if info else "") or fld.description or doc_description
+    if description and not schema.get("description"):
+        schema["description"] = description
+    has_default = fld.default is not PydanticUndefined
+    factory = fld.default_factory if fld.default_factory is not None else None
+    name = param.name
+
+    def validate(value: Any) -> Any:
+        try:
+            return getattr(model.model_validate({name: value}), name)
+        except pydantic.ValidationError as e:
+            raise ToolCallError("; ".join(_pydantic_problem(err) for err in e.errors())) from None
+
+    choices: tuple[Any, ...] = tuple(info.choices) if info else ()
+    return FunctionArgInfo(
+        name=name,
+        description=description or "",
+        type=_unwrap_annotated(hint),
+        default=fld.default if has_default else inspect.Parameter.empty,
+        choices=choices,
+        nullable=nullable,
+        schema=schema,
+        default_factory=factory,  # type: ignore[arg-type]
+        # the Python default is the Field object itself, or absent with Annotated[..., Field()]
+        fill_default=(has_default or factory is not None)
+        and (_is_field_info(param.default) or param.default is inspect.Parameter.empty),
+        validator=validate,
+    )
+
+
+def _pydantic_problem(err: Any) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = str(err.get("msg", "is invalid"))
+    value = err.get("input")
+    got = f", got {json.dumps(value, default=repr)}" if err.get("type") != "missing" else ""
+    return f"argument {loc!r}: {msg[:1].lower()}{msg[1:]}{got}"
+
+
 def arg_json_schema(arg: FunctionArgInfo) -> dict[str, Any]:
-    """The JSON schema of one parameter, as OpenAI-style tools expect it."""
+    """The JSON schema of one parameter, as OpenAI-style tools expect it (for parameters
+    checked by pydantic, with its ``$defs`` that ``FunctionInfo.json_schema`` hoists)."""
+    if arg.schema is not None:
+        validated = copy.deepcopy(arg.schema)
+        if arg.choices and "enum" not in validated:
+            validated["enum"] = list(arg.choices)
+        return validated
     item: dict[str, Any] = {"type": _scalar_json_type(arg.item_type)}
     if arg.choices:
         item["enum"] = list(arg.choices)
@@ -265,6 +440,8 @@ def _check_choice(value: Any, arg: FunctionArgInfo, where: str) -> Any:
 
 def _coerce_value(value: Any, arg: FunctionArgInfo) -> Any:
     where = f"argument {arg.name!r}"
+    if arg.validator is not None:
+        return _check_choice(arg.validator(value), arg, where)
     if not arg.is_list:
         return _check_choice(_coerce_scalar(value, arg.item_type, where), arg, where)
     if isinstance(value, str):
@@ -284,6 +461,24 @@ def _coerce_value(value: Any, arg: FunctionArgInfo) -> Any:
     return out
 
 
+def read_arguments(fn_name: str, raw_arguments: str | dict[str, Any] | None) -> dict[str, Any]:
+    """The arguments of a call to ``fn_name`` as a dict, malformed JSON repaired (see
+    ``json_repair``); ``ToolCallError`` when they cannot be read as a JSON object."""
+    try:
+        data, _ = parse_tool_arguments(raw_arguments)
+    except ValueError as e:
+        if str(e).startswith("expected a JSON object"):
+            raise ToolCallError(
+                f"the arguments for {fn_name} must be a JSON object ({e}); call it again "
+                "with a JSON object"
+            ) from None
+        raise ToolCallError(
+            f"the arguments for {fn_name} are not valid JSON ({e}); call it again with "
+            "the arguments as one JSON object"
+        ) from None
+    return data
+
+
 def coerce_arguments(
     fn_name: str, args: dict[str, FunctionArgInfo], raw_arguments: str | dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -292,19 +487,7 @@ def coerce_arguments(
     Missing optional arguments (and ``null`` for them) are left out so the function's default
     applies; unknown arguments are ignored. Raises ``ToolCallError`` naming every problem.
     """
-    if isinstance(raw_arguments, dict):
-        data: Any = raw_arguments
-    else:
-        text = (raw_arguments or "").strip()
-        try:
-            data = json.loads(text) if text else {}
-        except ValueError as e:
-            raise ToolCallError(f"the arguments for {fn_name} are not valid JSON ({e})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ToolCallError(f"the arguments for {fn_name} must be a JSON object")
-
+    data = read_arguments(fn_name, raw_arguments)
     out: dict[str, Any] = {}
     problems: list[str] = []
     for name, arg in args.items():
@@ -314,6 +497,8 @@ def coerce_arguments(
                 out[name] = None
             elif arg.required:
                 problems.append(f"argument {name!r} is required")
+            elif arg.fill_default:
+                out[name] = arg.default_value()
             continue
         try:
             out[name] = _coerce_value(value, arg)

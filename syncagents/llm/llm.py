@@ -10,15 +10,21 @@ time to first token, duration and tokens, and can run the calls.
 
 If ``_chat`` raises, iterating the stream raises that same exception in the caller, after
 the chunks that came before it; the stream is then finished.
+
+``chat(tool_choice=, parallel_tool_calls=)`` reach plugins whose ``_chat`` declares keyword
+parameters of those names (or ``**kwargs``); ``_chat(chat_ctx, fnc_ctx, temperature)``
+plugins written before them keep working and simply do not get them. Both are also on the
+stream (``LLMStream.tool_choice``), for inspection.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, Union
 
 import gevent
 import gevent.queue
@@ -42,7 +48,60 @@ __all__ = [
     "CompletionUsage",
     "LLMMetrics",
     "LLMStream",
+    "ToolChoice",
+    "normalize_tool_choice",
 ]
+
+ToolChoice = Union[Literal["auto", "required", "none"], dict[str, Any], str]
+"""``"auto"``, ``"required"``, ``"none"``, a function name, or the OpenAI form
+``{"type": "function", "function": {"name": ...}}``."""
+
+_TOOL_CHOICE_LITERALS = ("auto", "required", "none")
+_EXTRA_CHAT_OPTIONS = ("tool_choice", "parallel_tool_calls")
+
+
+def normalize_tool_choice(
+    tool_choice: ToolChoice | None, fnc_ctx: FunctionContext | None
+) -> str | dict[str, Any] | None:
+    """Check ``tool_choice`` and return it in OpenAI's form (``"auto"``, ``"required"``,
+    ``"none"`` or ``{"type": "function", "function": {"name": ...}}``); ValueError if it is
+    malformed or names a function the context does not have.
+
+    Args:
+        tool_choice: see ``ToolChoice``; ``{"name": ...}`` is accepted too.
+        fnc_ctx: the tools of the request, to check a named function against.
+    """
+    if tool_choice is None or tool_choice in _TOOL_CHOICE_LITERALS:
+        return tool_choice
+    name: Any = None
+    if isinstance(tool_choice, str):
+        name = tool_choice
+    elif isinstance(tool_choice, dict):
+        fn = tool_choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else tool_choice.get("name")
+        if tool_choice.get("type", "function") != "function":
+            name = None
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            'tool_choice must be "auto", "required", "none", a function name or '
+            f'{{"type": "function", "function": {{"name": ...}}}}, got {tool_choice!r}'
+        )
+    if fnc_ctx is None or name not in fnc_ctx.ai_functions:
+        known = ", ".join(fnc_ctx.ai_functions) if fnc_ctx is not None else "no tools given"
+        raise ValueError(f"tool_choice names {name!r}, which is not among the tools ({known})")
+    return {"type": "function", "function": {"name": name}}
+
+
+def _accepted_options(method: Any) -> frozenset[str]:
+    """Which of the newer ``_chat`` keyword options a plugin's ``_chat`` declares."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return frozenset(_EXTRA_CHAT_OPTIONS)
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return frozenset(n for n in _EXTRA_CHAT_OPTIONS if n in names)
 
 # a killed plugin generator gets this long to unwind (close its HTTP response, ...)
 _CLOSE_GRACE = 5.0
@@ -114,12 +173,33 @@ class LLM(EventEmitter):
         fnc_ctx: FunctionContext | None = None,
         temperature: float | None = None,
         *,
+        tool_choice: ToolChoice | None = None,
+        parallel_tool_calls: bool | None = None,
         timeout: float | None = None,
     ) -> LLMStream:
-        """Start a completion; the request begins at once. ``timeout`` bounds every wait for
-        the next chunk (TimeoutError, and the stream closes)."""
+        """Start a completion; the request begins at once.
+
+        Args:
+            chat_ctx: the conversation (the stream keeps a snapshot).
+            fnc_ctx: the tools the model may call.
+            temperature: sampling temperature (None: the plugin's default).
+            tool_choice: whether and which tool the model must call (see ``ToolChoice``);
+                None leaves it to the plugin. A named function must be in ``fnc_ctx``.
+            parallel_tool_calls: allow several tool calls in one answer (None: the
+                plugin's default).
+            timeout: bounds every wait for the next chunk (TimeoutError, and the stream
+                closes).
+        """
+        if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
+            raise TypeError(f"parallel_tool_calls must be a bool, got {parallel_tool_calls!r}")
         return LLMStream(
-            self, chat_ctx=chat_ctx, fnc_ctx=fnc_ctx, temperature=temperature, timeout=timeout
+            self,
+            chat_ctx=chat_ctx,
+            fnc_ctx=fnc_ctx,
+            temperature=temperature,
+            timeout=timeout,
+            tool_choice=normalize_tool_choice(tool_choice, fnc_ctx),
+            parallel_tool_calls=parallel_tool_calls,
         )
 
     def _chat(
@@ -128,7 +208,21 @@ class LLM(EventEmitter):
         fnc_ctx: FunctionContext | None,
         temperature: float | None,
     ) -> Iterator[ChatChunk]:
+        """The plugin's generator (see the module docstring). It may also declare the keyword
+        parameters ``tool_choice`` and ``parallel_tool_calls`` to receive them."""
         raise NotImplementedError(f"{type(self).__name__} must implement _chat()")
+
+    def _chat_options(
+        self, tool_choice: str | dict[str, Any] | None, parallel_tool_calls: bool | None
+    ) -> dict[str, Any]:
+        """The keyword options this plugin's ``_chat`` takes, set ones only."""
+        accepted = _accepted_options(self._chat)
+        options: dict[str, Any] = {}
+        if tool_choice is not None and "tool_choice" in accepted:
+            options["tool_choice"] = tool_choice
+        if parallel_tool_calls is not None and "parallel_tool_calls" in accepted:
+            options["parallel_tool_calls"] = parallel_tool_calls
+        return options
 
 
 class _End:
@@ -155,8 +249,12 @@ class LLMStream:
         fnc_ctx: FunctionContext | None,
         temperature: float | None,
         timeout: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
         self._llm = llm
+        self.tool_choice = tool_choice
+        self.parallel_tool_calls = parallel_tool_calls
         # a snapshot: the caller may keep editing its context while the request runs
         self._chat_ctx = chat_ctx.copy()
         self._fnc_ctx = fnc_ctx
@@ -197,7 +295,9 @@ class LLMStream:
         cancelled = False
         error: BaseException | None = None
         try:
-            for chunk in self._llm._chat(self._chat_ctx, self._fnc_ctx, self._temperature):
+            options = self._llm._chat_options(self.tool_choice, self.parallel_tool_calls)
+            chunks = self._llm._chat(self._chat_ctx, self._fnc_ctx, self._temperature, **options)
+            for chunk in chunks:
                 if not isinstance(chunk, ChatChunk):
                     raise TypeError(f"_chat() must yield ChatChunk, got {type(chunk).__name__}")
                 if ttft < 0:

@@ -181,7 +181,7 @@ class FakeLLM(llm.LLM):
 
         if response.error is not None:
             raise response.error
-        prompt_tokens = sum(_count_words(m.content) for m in chat_ctx.messages)
+        prompt_tokens = sum(_count_words(m.text) for m in chat_ctx.messages)
         usage = llm.CompletionUsage(
             completion_tokens=sent, prompt_tokens=prompt_tokens, total_tokens=prompt_tokens + sent
         )

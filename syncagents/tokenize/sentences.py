@@ -1,7 +1,10 @@
 """Rule-based sentence splitting (English rules, CJK full stops) that decides incrementally.
 
-A boundary candidate is a run of terminal punctuation (``. ! ? …`` and CJK ``。！？``),
-optional closing quotes or brackets, then whitespace (CJK marks need no whitespace).
+A boundary candidate is a run of terminal punctuation, optional closing quotes or brackets,
+then whitespace. Terminals are ``. ! ? …`` and those of other scripts: the Devanagari and
+Bengali dandas ``। ॥``, Arabic ``؟ ؛``, Urdu ``۔``, Ethiopic ``። ፧ ፨``, Armenian ``։ ՜ ՞``
+(these always end the sentence, like ``!``); the CJK ``。！？｡；``, Burmese ``။`` and Khmer
+``។ ៕`` marks need no whitespace after them, since those scripts do not space words.
 Whether a candidate really ends the sentence is decided from the word before it and at
 most the next word, so a stream can tell when a decision is final: once the text after
 the candidate is long enough that no appended text could change the outcome. That
@@ -21,17 +24,31 @@ Rules for a candidate followed by the next word ``W``:
   whitespace after the period, so they are never candidates.
 
 Sentences are stripped and other whitespace characters become spaces (runs are kept), as
-livekit-agents' basic tokenizer does.
+livekit-agents' basic tokenizer does. With ``retain_format`` they are the original slices
+instead, whitespace and line breaks kept, and a line break also ends a sentence (lists and
+headings are not run together); joined, they give back the text.
+
+The splitter returns spans ``(sentence, start, end)``: ``[start, end)`` is the slice of the
+text from the end of the previous sentence to the end of this one (so the spans of a text
+are contiguous, leading whitespace belonging to the sentence after it).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["split_sentences"]
+__all__ = ["sentence_splitter", "split_sentence_spans"]
 
-_TERM_RUN = re.compile(r"[.!?…。！？]+")
-_CJK_TERMINALS = frozenset("。！？")
+# end a sentence with no whitespace after them (scripts that do not space their words)
+_NO_SPACE_TERMINALS = "。！？｡；။។៕"
+# always end a sentence once whitespace follows, like "!" and "?"
+_STRONG_TERMINALS = "!?‼⁇⁈⁉।॥؟؛۔።፧፨։՜՞"
+_TERM_RUN = re.compile(f"[.…{_NO_SPACE_TERMINALS}{_STRONG_TERMINALS}]+")
+_NO_SPACE = frozenset(_NO_SPACE_TERMINALS)
+_STRONG = frozenset(_STRONG_TERMINALS)
+Span = tuple[str, int, int]
 _CLOSERS = frozenset("\"'”’)]}»")
 _OPENERS = frozenset("\"'“‘([{«")
 
@@ -80,7 +97,7 @@ def _is_boundary(
     arrives.
     """
     run = text[run_start:run_end]
-    if "!" in run or "?" in run:
+    if any(c in _STRONG for c in run):
         return True
     n = len(text)
     k = ws
@@ -117,14 +134,38 @@ def _normalize(raw: str) -> str:
     return _OTHER_SPACE.sub(" ", raw).strip()
 
 
-def split_sentences(text: str, final: bool, scan_from: int = 0) -> tuple[list[str], int, int]:
-    """Splitter (see ``token_stream``) for sentences; unmerged, whitespace-normalized."""
+def split_sentence_spans(
+    text: str, final: bool, scan_from: int = 0, *, retain_format: bool = False
+) -> tuple[list[Span], int, int]:
+    """Splitter (see ``token_stream``) for sentences: unmerged spans (see module docstring).
+
+    Args:
+        text: the text seen so far.
+        final: no more text will come.
+        scan_from: where deciding stopped on the previous call.
+        retain_format: keep the original slices (and end sentences at line breaks).
+    """
     n = len(text)
-    out: list[str] = []
+    out: list[Span] = []
     sent_start = 0
     i = scan_from
+
+    def emit(end: int) -> None:
+        nonlocal sent_start
+        raw = text[sent_start:end]
+        sentence = raw if retain_format else _normalize(raw)
+        if sentence:
+            out.append((sentence, sent_start, end))
+        sent_start = end
+
     while True:
         m = _TERM_RUN.search(text, i)
+        if retain_format:
+            nl = text.find("\n", i)
+            if nl >= 0 and (m is None or nl < m.start()):
+                emit(nl + 1)  # a line break ends the line's sentence, with the break
+                i = nl + 1
+                continue
         if m is None:
             i = n
             break
@@ -136,7 +177,7 @@ def split_sentences(text: str, final: bool, scan_from: int = 0) -> tuple[list[st
             # the run (or its closers) may continue in text not seen yet
             i = run_start
             break
-        if any(c in _CJK_TERMINALS for c in text[run_start:run_end]):
+        if any(c in _NO_SPACE for c in text[run_start:run_end]):
             decision: bool | None = True
         elif not text[j].isspace():
             i = j
@@ -147,14 +188,19 @@ def split_sentences(text: str, final: bool, scan_from: int = 0) -> tuple[list[st
             i = run_start
             break
         if decision:
-            sentence = _normalize(text[sent_start:j])
-            if sentence:
-                out.append(sentence)
-            sent_start = j
+            emit(j)
         i = j
     if final:
-        tail = _normalize(text[sent_start:])
-        if tail:
-            out.append(tail)
+        if text[sent_start:].strip():
+            emit(n)
         return out, n, n
     return out, sent_start, max(i, sent_start)
+
+
+def sentence_splitter(retain_format: bool = False) -> Callable[[str, bool, int], Any]:
+    """A ``Splitter`` for sentences (``retain_format``: see the module docstring)."""
+
+    def split(text: str, final: bool, scan_from: int) -> tuple[list[Span], int, int]:
+        return split_sentence_spans(text, final, scan_from, retain_format=retain_format)
+
+    return split

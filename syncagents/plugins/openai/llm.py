@@ -33,6 +33,11 @@ class LLM(llm.LLM):
     exponential backoff from ``retry_backoff`` seconds, but only before the answer started
     streaming (a retry must not repeat text already given out). 401/404 and other client
     errors raise ``APIStatusError`` at once.
+
+    ``tool_choice`` / ``parallel_tool_calls`` here are defaults; ``chat(tool_choice=,
+    parallel_tool_calls=)`` override them per request. ``strict_tool_schema`` sends every tool
+    in OpenAI's strict form (None: each tool's own ``strict`` setting). Images in user
+    messages (``llm.ChatImage``) go as ``image_url`` parts, for vision models.
     """
 
     def __init__(
@@ -51,9 +56,11 @@ class LLM(llm.LLM):
         user: str | None = None,
         include_usage: bool = True,
         organization: str | None = None,
+        strict_tool_schema: bool | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.strict_tool_schema = strict_tool_schema
         self.temperature = temperature
         self.parallel_tool_calls = parallel_tool_calls
         self.tool_choice = tool_choice
@@ -77,6 +84,8 @@ class LLM(llm.LLM):
         chat_ctx: llm.ChatContext,
         fnc_ctx: llm.FunctionContext | None,
         temperature: float | None,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -88,13 +97,18 @@ class LLM(llm.LLM):
         temp = temperature if temperature is not None else self.temperature
         if temp is not None:
             body["temperature"] = temp
-        tools = llm.build_tool_schemas(fnc_ctx)
+        tools = llm.build_tool_schemas(fnc_ctx, self.strict_tool_schema)
         if tools:
             body["tools"] = tools
-            if self.tool_choice is not None:
-                body["tool_choice"] = self.tool_choice
-            if self.parallel_tool_calls is not None:
-                body["parallel_tool_calls"] = self.parallel_tool_calls
+            choice = tool_choice if tool_choice is not None else self.tool_choice
+            if choice is not None:
+                body["tool_choice"] = llm.normalize_tool_choice(choice, fnc_ctx)
+            parallel = (
+                parallel_tool_calls if parallel_tool_calls is not None
+                else self.parallel_tool_calls
+            )
+            if parallel is not None:
+                body["parallel_tool_calls"] = parallel
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
         if self.user is not None:
@@ -106,8 +120,13 @@ class LLM(llm.LLM):
         chat_ctx: llm.ChatContext,
         fnc_ctx: llm.FunctionContext | None,
         temperature: float | None,
+        *,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> Iterator[llm.ChatChunk]:
-        body = self._request_body(chat_ctx, fnc_ctx, temperature)
+        body = self._request_body(
+            chat_ctx, fnc_ctx, temperature, tool_choice, parallel_tool_calls
+        )
         resp = self._client.request(
             "POST",
             "chat/completions",
