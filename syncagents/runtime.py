@@ -260,6 +260,7 @@ class HubBlockMonitor:
     holds the hub, within the threshold + one sampling period (≤ 25 ms) of the block's start,
     whatever the number of greenlets; then, once the hub runs again, the block's measured
     total. Runs on a native thread that samples :class:`SwitchTracer`. Nothing is killed.
+    The main greenlet is not watched: it imports the app and prewarms before anything serves.
     """
 
     def __init__(self) -> None:
@@ -269,6 +270,7 @@ class HubBlockMonitor:
         self.report_cpu_ms: list[float] = []  # CPU spent formatting each report (bench)
         self._running = False
         self._hub: Any = None
+        self._main: Any = None
         self._hub_thread: int | None = None
         self._lock = real_lock()
         self._reported: tuple[Any, float] | None = None
@@ -280,6 +282,7 @@ class HubBlockMonitor:
         tracer.install()
         hub = gevent.get_hub()
         self._hub = hub
+        self._main = hub.parent
         self._hub_thread = hub.thread_ident
         if not self._running:
             self._running = True
@@ -308,7 +311,9 @@ class HubBlockMonitor:
         current = tracer.current
         if tracer.last_switch != since:  # switched while we read: not blocked
             return
-        if current is None or current is self._hub:
+        if current is None or current is self._hub or current is self._main:
+            # The main greenlet only sets things up (imports, prewarm) before the worker,
+            # console or test spawns the greenlets that serve: nothing else could run then.
             return
         if self._reported is not None and self._reported[1] == since:
             return  # this block was reported already

@@ -373,3 +373,14 @@ def test_workers_drain_when_the_supervisor_dies(
     proc.p.kill()  # no chance to forward anything
     gone, alive = psutil.wait_procs(children, timeout=15)  # next status report notices
     assert not alive and len(gone) == 2
+
+
+def test_no_hub_block_warning_while_the_app_imports_and_prewarms(
+    server: DispatchServer, cli: Any
+) -> None:
+    example = Path(__file__).parent.parent / "examples" / "echo_agent.py"
+    proc = cli("run", str(example), "--health-port", "0", env=creds(server))
+    server.wait_for_worker(timeout=60)  # imported the plugins, loaded pocketsphinx
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    assert "hub blocked" not in proc.stderr + proc.stdout
