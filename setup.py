@@ -55,6 +55,7 @@ setup(
         "loguru>=0.7,<0.8",  # _locks_machinery
         "numpy>=1.26",
         "psutil>=5.9",
+        "wsproto>=1.2,<2",  # WebSocket framing of the DispatchServer test double
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["syncagents=syncagents.cli:main"]},

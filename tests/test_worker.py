@@ -311,8 +311,8 @@ with DispatchServer() as srv:
                              api_secret=srv.api_secret, port=0, load_fnc=lambda: 0.0))
     g = gevent.spawn(w.run)
     w.wait_for_registration(10)
-    h = srv.dispatch(room="busy").wait_ended(timeout=10)
-    deadline = time.monotonic() + 5
+    h = srv.dispatch(room="busy").wait_ended(timeout=60)
+    deadline = time.monotonic() + 60
     while h.id not in hits and time.monotonic() < deadline:
         gevent.sleep(0.05)  # the monitor thread reports on its own cadence
     w.close()
@@ -327,7 +327,7 @@ def test_busy_job_gets_hub_block_warning_with_its_id() -> None:
         [sys.executable, "-c", HUB_BLOCK_SCRIPT],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         env={**os.environ, "SYNCAGENTS_LOG_LEVEL": "WARNING"},
     )
     assert out.returncode == 0, out.stderr[-3000:]

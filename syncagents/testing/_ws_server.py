@@ -1,23 +1,24 @@
-"""Server side of RFC 6455, just enough for the dispatch test double.
+"""Server side of RFC 6455 for the dispatch test double, on gevent's ``StreamServer``.
 
-websocket-client is a client only, so the double speaks the handshake and the framing itself:
-an HTTP/1.1 upgrade, unmasking client frames, fragment reassembly, ping/pong/close. Sends are
-serialised with a gevent lock because several greenlets (dispatches, terminations, the
-reader answering pings) write to one connection.
+websocket-client is a client only. The double reads the upgrade request itself (it must see
+the path and token to answer 404/401 like livekit-server), and leaves the framing to wsproto,
+a sans-IO implementation of the protocol. Sends are serialised with a gevent lock because
+several greenlets (dispatches, terminations, the reader answering pings) write to one
+connection.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import socket
-import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 import gevent.lock
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
+from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 __all__ = [
     "OP_BINARY",
@@ -33,8 +34,7 @@ __all__ = [
     "upgrade_response",
 ]
 
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -94,7 +94,8 @@ def http_response(
 
 
 def upgrade_response(key: str) -> bytes:
-    accept = base64.b64encode(hashlib.sha1(key.encode("latin-1") + _GUID).digest()).decode()
+    """The ``101 Switching Protocols`` answer to a client's ``Sec-WebSocket-Key``."""
+    accept = generate_accept_token(key.encode("latin-1")).decode("latin-1")
     return (
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
@@ -103,27 +104,10 @@ def upgrade_response(key: str) -> bytes:
     ).encode("latin-1")
 
 
-def _unmask(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    if n == 0:
-        return data
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def _frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + payload
-
-
 class ServerWebSocket:
-    """An upgraded connection. One greenlet calls :meth:`recv`; any greenlet may send."""
+    """An upgraded connection, framed by wsproto (RFC 6455, sans-IO): it refuses what a real
+    server refuses (unmasked client frames, oversized control frames, bad UTF-8 in text).
+    One greenlet calls :meth:`recv`; any greenlet may send."""
 
     def __init__(
         self,
@@ -133,65 +117,71 @@ class ServerWebSocket:
         answer_ping: Callable[[], bool] = lambda: True,
     ) -> None:
         self.sock = sock
-        self._rfile = rfile
+        self._rfile = rfile  # may hold bytes read past the handshake
+        self._ws = Connection(ConnectionType.SERVER)
         self._send_lock = gevent.lock.Semaphore()
         self._answer_ping = answer_ping
+        self._events: Iterator[Event] = iter(())
         self.closed = False
 
-    def _read_exact(self, n: int) -> bytes:
-        data = self._rfile.read(n)
-        if data is None or len(data) < n:
-            raise ConnectionClosed("connection closed by the peer")
-        return bytes(data)
-
-    def _read_frame(self) -> tuple[bool, int, bytes]:
-        b0, b1 = self._read_exact(2)
-        fin, opcode, masked, n = bool(b0 & 0x80), b0 & 0x0F, bool(b1 & 0x80), b1 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", self._read_exact(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", self._read_exact(8))
-        if n > _MAX_MESSAGE:
-            raise ConnectionClosed(f"frame of {n} bytes is too large")
-        mask = self._read_exact(4) if masked else b""
-        payload = self._read_exact(n)
-        return fin, opcode, _unmask(payload, mask) if masked else payload
+    def _next_event(self) -> Event:
+        while True:
+            event = next(self._events, None)
+            if event is not None:
+                return event
+            data = self._rfile.read1(65536)  # type: ignore[attr-defined]
+            if not data:
+                raise ConnectionClosed("connection closed by the peer")
+            self._ws.receive_data(data)
+            self._events = iter(list(self._ws.events()))
 
     def recv(self) -> tuple[int, bytes]:
         """The next data message as ``(opcode, payload)``; control frames are handled here."""
-        message_op: int | None = None
         parts: list[bytes] = []
+        size = 0
         while True:
-            fin, opcode, payload = self._read_frame()
-            if opcode == OP_PING:
+            event = self._next_event()
+            if isinstance(event, Ping):
                 if self._answer_ping():
-                    self.send(payload, OP_PONG)
+                    self._send_event(event.response())
                 continue
-            if opcode == OP_PONG:
+            if isinstance(event, Pong):
                 continue
-            if opcode == OP_CLOSE:
+            if isinstance(event, CloseConnection):
                 try:
-                    self.send(payload[:2], OP_CLOSE)
-                except OSError:
+                    self._send_event(event.response())
+                except (OSError, LocalProtocolError):
                     pass
-                raise ConnectionClosed("close frame")
-            if opcode != OP_CONT:
-                message_op, parts = opcode, []
-            parts.append(payload)
-            if fin and message_op is not None:
-                return message_op, b"".join(parts)
+                raise ConnectionClosed(f"close frame {event.code}: {event.reason or ''}".strip())
+            if isinstance(event, (BytesMessage, TextMessage)):
+                chunk = event.data.encode() if isinstance(event.data, str) else bytes(event.data)
+                size += len(chunk)
+                if size > _MAX_MESSAGE:
+                    self.close(1009)  # message too big
+                    raise ConnectionClosed(f"message of over {_MAX_MESSAGE} bytes")
+                parts.append(chunk)
+                if event.message_finished:
+                    opcode = OP_TEXT if isinstance(event, TextMessage) else OP_BINARY
+                    return opcode, b"".join(parts)
+
+    def _send_event(self, event: Event) -> None:
+        with self._send_lock:
+            data = self._ws.send(event)
+            self.sock.sendall(data)
 
     def send(self, payload: bytes, opcode: int = OP_BINARY) -> None:
-        data = _frame(opcode, payload)
-        with self._send_lock:
-            self.sock.sendall(data)
+        """Send one data message (``OP_BINARY`` or ``OP_TEXT``)."""
+        if opcode == OP_TEXT:
+            self._send_event(TextMessage(data=payload.decode("utf-8", "replace")))
+        else:
+            self._send_event(BytesMessage(data=payload))
 
     def close(self, code: int = 1000) -> None:
         if self.closed:
             return
         try:
-            self.send(struct.pack("!H", code), OP_CLOSE)
-        except OSError:
+            self._send_event(CloseConnection(code=code))
+        except (OSError, LocalProtocolError):
             pass
         self.abort()
 
