@@ -258,7 +258,7 @@ def test_processes_register_separately_and_restart(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = cli("run", str(app), "--processes", "2", "--health-port", str(port), env=creds(server))
-    server._changes.wait_until(
+    server.wait_until(
         lambda: True if len(server.connected_workers) == 2 else None, 20, "two workers"
     )
     first_ids = {w.id for w in server.connected_workers}
@@ -366,7 +366,7 @@ def test_workers_drain_when_the_supervisor_dies(
     server: DispatchServer, app: Path, cli: Any
 ) -> None:
     proc = cli("run", str(app), "--processes", "2", "--health-port", "0", env=creds(server))
-    server._changes.wait_until(
+    server.wait_until(
         lambda: True if len(server.connected_workers) == 2 else None, 20, "two workers"
     )
     children = psutil.Process(proc.p.pid).children()

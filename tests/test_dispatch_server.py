@@ -124,7 +124,7 @@ def test_register_and_pings(server: DispatchServer) -> None:
     with pytest.raises(websocket.WebSocketTimeoutException):
         w.ws.recv_data_frame(control_frame=True)
     w.close()
-    server._changes.wait_until(lambda: (not reg.connected) or None, 5, "disconnect")
+    server.wait_until(lambda: (not reg.connected) or None, 5, "disconnect")
 
 
 def test_register_timeout_and_order() -> None:
@@ -182,7 +182,7 @@ def test_selection_packs_and_skips_full_and_passes_on(server: DispatchServer) ->
     c = RawWorker(server).register()
     c.status(proto.WS_FULL)
     # give `b` a running job and some load: the server packs jobs onto it
-    server._changes.wait_until(
+    server.wait_until(
         lambda: server.workers[2].status == proto.WS_FULL or None, 5, "c full"
     )
     h1 = server.dispatch(room="r1")
@@ -194,7 +194,7 @@ def test_selection_packs_and_skips_full_and_passes_on(server: DispatchServer) ->
     h1.wait_assigned(timeout=5)
     assert h1.offered_to == [a.id, b.id]
     b.status(proto.WS_AVAILABLE, load=0.4, jobs=1)
-    server._changes.wait_until(lambda: server.workers[1].load > 0 or None, 5, "b load")
+    server.wait_until(lambda: server.workers[1].load > 0 or None, 5, "b load")
     h2 = server.dispatch(room="r2")
     assert b.recv().availability.job.id == h2.id
     b.answer(h2.id, False)
@@ -275,4 +275,4 @@ def test_fault_injection_frames_and_drop(server: DispatchServer) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any socket error
         w.ws.settimeout(5)
         w.ws.recv()
-    server._changes.wait_until(lambda: True if not server.connected_workers else None, 5, "drop")
+    server.wait_until(lambda: True if not server.connected_workers else None, 5, "drop")

@@ -363,7 +363,7 @@ def test_restart_reregisters_and_keeps_jobs(
     assert time.monotonic() - t0 < 15
     assert [c.job_id for c in r.worker.active_jobs] == [h.id]
     gevent.sleep(0)  # the re-sent JS_RUNNING follows the registration on the same socket
-    server._changes.wait_until(lambda: h.worker_id == w.id or None, 5, "job re-attached")
+    server.wait_until(lambda: h.worker_id == w.id or None, 5, "job re-attached")
     assert h.status == proto.JS_RUNNING
     release.set()
     h.wait_for_status(proto.JS_SUCCESS, timeout=5)
@@ -379,7 +379,7 @@ def test_final_update_sent_after_reconnect(
     server.stop()
     gevent.sleep(0.2)
     release.set()  # the job ends while the worker is disconnected
-    server._changes.wait_until(lambda: not r.worker.active_jobs or None, 5, "job end")
+    server.wait_until(lambda: not r.worker.active_jobs or None, 5, "job end")
     server.start()
     server.wait_for_worker(lambda w: w.id != first, timeout=15)
     h.wait_for_status(proto.JS_SUCCESS, timeout=5)
@@ -537,7 +537,7 @@ def test_1000_sequential_jobs_do_not_leak(
     rss1, greenlets1 = proc.memory_info().rss, _live_greenlets()
     assert rss1 < rss0 * 1.10, (rss0, rss1)
     assert greenlets1 <= greenlets0 + 2, (greenlets0, greenlets1)
-    assert not r.worker.active_jobs and not r.worker._pending
+    assert not r.worker.active_jobs
 
 
 # -- small pieces ----------------------------------------------------------------------------------

@@ -471,6 +471,14 @@ class DispatchServer:
         return self._changes.wait_until(find, timeout, "matching job")
 
     # -- dispatching ------------------------------------------------------------------------
+    def wait_until(
+        self, predicate: Callable[[], T | None], timeout: float | None = 10.0, what: str = ""
+    ) -> T:
+        """Block until ``predicate()`` returns something other than ``None``/``False`` (checked
+        after every change the double sees: registrations, updates, disconnections) and return
+        it; ``TimeoutError`` naming ``what`` otherwise."""
+        return self._changes.wait_until(predicate, timeout, what or "condition")
+
     def dispatch(
         self,
         room: str = "",
