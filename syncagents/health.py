@@ -10,12 +10,22 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import WSGIHandler, WSGIServer
 from loguru import logger
 
 __all__ = ["HealthServer"]
 
 InfoFn = Callable[[], dict[str, Any]]
+IDLE_TIMEOUT = 10.0  # seconds a probe's connection may sit idle before it is closed
+
+
+class _Handler(WSGIHandler):  # type: ignore[misc]
+    """pywsgi keeps a keep-alive connection open for as long as the peer does; a probe that
+    never closes its connections would pile them up. Idle ones are closed after a while."""
+
+    def handle(self) -> None:
+        self.socket.settimeout(IDLE_TIMEOUT)
+        super().handle()
 
 
 class _ErrorLog:
@@ -53,7 +63,8 @@ class HealthServer:
     def start(self) -> HealthServer:
         """Bind and serve in the background; raises ``OSError`` when the port is taken."""
         server = WSGIServer(
-            (self.host, self._requested_port), self._app, log=None, error_log=_ErrorLog()
+            (self.host, self._requested_port), self._app, log=None, error_log=_ErrorLog(),
+            handler_class=_Handler,
         )
         server.start()
         self._server = server

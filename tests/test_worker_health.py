@@ -102,3 +102,21 @@ def test_health_server_standalone() -> None:
 def test_health_port_zero_disables() -> None:
     opts = WorkerOptions(entrypoint_fnc=lambda ctx: None, port=0, ws_url="ws://x", api_key="k")
     assert Worker(opts)._serve_health is False
+
+
+def test_an_idle_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket as socket_mod
+
+    from syncagents import health
+
+    monkeypatch.setattr(health, "IDLE_TIMEOUT", 0.5)
+    server = health.HealthServer(lambda: {"registered": True}, port=0).start()
+    try:
+        with socket_mod.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive by default
+            reply = conn.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200")
+            # then silence: the server hangs up (recv returns b"") instead of waiting forever
+            assert conn.recv(4096) == b""
+    finally:
+        server.stop()
