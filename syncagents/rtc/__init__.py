@@ -1,8 +1,11 @@
 """``syncagents.rtc``: ``livekit.rtc`` in blocking style.
 
-Same names as ``livekit.rtc``. Objects that do I/O (``Room``, ``AudioSource``, ``AudioStream``,
-``LocalParticipant``) are blocking facades run through the bridge; plain data classes and
-enums are livekit's own, re-exported unchanged.
+Same names as ``livekit.rtc``. Objects that do I/O or that livekit hands out from a room (``Room``,
+participants, publications, tracks, ``AudioSource``/``AudioStream``, ``VideoSource``/
+``VideoStream``, data stream readers and writers, data tracks) are blocking facades run through
+the bridge: nothing here is ``async``, and room events, ``remote_participants``,
+``track_publications`` and ``publication.track`` give facades, one per livekit object. Plain data
+classes and enums are livekit's own, re-exported unchanged.
 """
 
 from __future__ import annotations
@@ -12,32 +15,83 @@ from typing import Any
 from ._blocking import lk
 from .audio_source import AudioSource
 from .audio_stream import AudioStream
-from .participant import LocalParticipant
+from .data_streams import (
+    ByteStreamInfo,
+    ByteStreamReader,
+    ByteStreamWriter,
+    StreamError,
+    TextStreamInfo,
+    TextStreamReader,
+    TextStreamWriter,
+)
+from .data_track import (
+    DataTrackFrame,
+    DataTrackInfo,
+    DataTrackStream,
+    LocalDataTrack,
+    PushFrameError,
+    RemoteDataTrack,
+    SubscribeDataTrackError,
+)
+from .participant import LocalParticipant, Participant
+from .publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
+from .remote import RemoteParticipant
 from .room import Room
-from .track import LocalAudioTrack
+from .rpc import RpcError, RpcInvocationData
+from .track import (
+    AudioTrack,
+    LocalAudioTrack,
+    LocalTrack,
+    LocalVideoTrack,
+    RemoteAudioTrack,
+    RemoteTrack,
+    RemoteVideoTrack,
+    Track,
+    VideoTrack,
+)
+from .video import VideoSource, VideoStream
 
+# plain data classes, enums and errors: livekit's own
 AudioFrame = lk.AudioFrame
 AudioFrameEvent = lk.AudioFrameEvent
 AudioResamplerQuality = lk.AudioResamplerQuality
-TrackKind = lk.TrackKind
-TrackSource = lk.TrackSource
-TrackPublishOptions = lk.TrackPublishOptions
-ConnectionState = lk.ConnectionState
-DataPacketKind = lk.DataPacketKind
-DataPacket = lk.DataPacket
-DisconnectReason = lk.DisconnectReason
 ConnectError = lk.ConnectError
+ConnectionQuality = lk.ConnectionQuality
+ConnectionState = lk.ConnectionState
+DataPacket = lk.DataPacket
+DataPacketKind = lk.DataPacketKind
+DataStreamOptions = lk.DataStreamOptions
+DegradationPreference = lk.DegradationPreference
+DisconnectReason = lk.DisconnectReason
+EncryptionState = lk.EncryptionState
+EncryptionType = lk.EncryptionType
+FrameMetadata = lk.FrameMetadata
+IceServer = lk.IceServer
+IceTransportType = lk.IceTransportType
+ContinualGatheringPolicy = lk.ContinualGatheringPolicy
+ParticipantKind = lk.ParticipantKind
+ParticipantKindDetail = lk.ParticipantKindDetail
+ParticipantState = lk.ParticipantState
+ParticipantTrackPermission = lk.ParticipantTrackPermission
 RoomOptions = lk.RoomOptions
-RemoteParticipant = lk.RemoteParticipant
-Participant = lk.Participant
-Track = lk.Track
-RemoteAudioTrack = lk.RemoteAudioTrack
-RemoteTrackPublication = lk.RemoteTrackPublication
-LocalTrackPublication = lk.LocalTrackPublication
-TrackPublication = lk.TrackPublication
+RtcConfiguration = lk.RtcConfiguration
+RtcStats = lk.RtcStats
+SipDTMF = lk.SipDTMF
+StreamState = lk.StreamState
+TrackKind = lk.TrackKind
+TrackPublishOptions = lk.TrackPublishOptions
+TrackSource = lk.TrackSource
 Transcription = lk.Transcription
 TranscriptionSegment = lk.TranscriptionSegment
-ParticipantKind = lk.ParticipantKind
+VideoBufferType = lk.VideoBufferType
+VideoCodec = lk.VideoCodec
+VideoEncoding = lk.VideoEncoding
+VideoFrame = lk.VideoFrame
+VideoFrameEvent = lk.VideoFrameEvent
+VideoQuality = lk.VideoQuality
+VideoRotation = lk.VideoRotation
+combine_audio_frames = lk.combine_audio_frames
+stats = lk.stats
 
 
 class AudioResampler(lk.AudioResampler):  # type: ignore[misc,name-defined]
@@ -59,21 +113,58 @@ __all__ = [
     "AudioResamplerQuality",
     "AudioSource",
     "AudioStream",
+    "AudioTrack",
+    "ByteStreamInfo",
+    "ByteStreamReader",
+    "ByteStreamWriter",
     "ConnectError",
+    "ConnectionQuality",
     "ConnectionState",
+    "ContinualGatheringPolicy",
     "DataPacket",
     "DataPacketKind",
+    "DataStreamOptions",
+    "DataTrackFrame",
+    "DataTrackInfo",
+    "DataTrackStream",
+    "DegradationPreference",
     "DisconnectReason",
+    "EncryptionState",
+    "EncryptionType",
+    "FrameMetadata",
+    "IceServer",
+    "IceTransportType",
     "LocalAudioTrack",
+    "LocalDataTrack",
     "LocalParticipant",
+    "LocalTrack",
     "LocalTrackPublication",
+    "LocalVideoTrack",
     "Participant",
     "ParticipantKind",
+    "ParticipantKindDetail",
+    "ParticipantState",
+    "ParticipantTrackPermission",
+    "PushFrameError",
     "RemoteAudioTrack",
+    "RemoteDataTrack",
     "RemoteParticipant",
+    "RemoteTrack",
     "RemoteTrackPublication",
+    "RemoteVideoTrack",
     "Room",
     "RoomOptions",
+    "RpcError",
+    "RpcInvocationData",
+    "RtcConfiguration",
+    "RtcStats",
+    "SipDTMF",
+    "StreamError",
+    "StreamState",
+    "SubscribeDataTrackError",
+    "TextStreamInfo",
+    "TextStreamReader",
+    "TextStreamWriter",
     "Track",
     "TrackKind",
     "TrackPublication",
@@ -81,4 +172,16 @@ __all__ = [
     "TrackSource",
     "Transcription",
     "TranscriptionSegment",
+    "VideoBufferType",
+    "VideoCodec",
+    "VideoEncoding",
+    "VideoFrame",
+    "VideoFrameEvent",
+    "VideoQuality",
+    "VideoRotation",
+    "VideoSource",
+    "VideoStream",
+    "VideoTrack",
+    "combine_audio_frames",
+    "stats",
 ]

@@ -7,6 +7,7 @@ import weakref
 from typing import Any
 
 from .. import _bridge
+from ._registry import facade
 
 lk = _bridge.livekit_rtc()
 
@@ -42,7 +43,9 @@ class BlockingProxy:
     """Exposes a livekit object's attributes; its ``async`` methods become blocking calls.
 
     Used for objects whose every method we don't wrap by hand, so nothing of livekit's surface
-    is lost while nothing public is ``async``.
+    is lost while nothing public is ``async``: a coroutine function becomes a blocking one (with
+    an optional ``timeout=``), an async property (livekit's ``Room.sid``) is awaited, and
+    livekit participants, publications and tracks come back as their facades.
     """
 
     _lk: Any
@@ -54,12 +57,19 @@ class BlockingProxy:
         if target is None:
             raise AttributeError(name)
         attr = getattr(target, name)
+        if inspect.iscoroutine(attr):
+            return facade(_bridge.run(attr))
         if inspect.iscoroutinefunction(attr):
 
             def blocking(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-                return _bridge.run(attr(*args, **kwargs), timeout=timeout)
+                return facade(_bridge.run(attr(*args, **kwargs), timeout=timeout))
 
             blocking.__name__ = name
             blocking.__doc__ = attr.__doc__
             return blocking
-        return attr
+        return facade(attr)
+
+
+def mirror(name: str, doc: str) -> Any:
+    """A read-only property showing the livekit object's attribute ``name`` (plain data)."""
+    return property(lambda self: getattr(self._lk, name), doc=doc)

@@ -1,5 +1,6 @@
 """Blocking ``Room``: connect/disconnect block the calling greenlet; event handlers run in
-greenlets (never on the asyncio thread), owned by the room or by the job that set a spawner."""
+greenlets (never on the asyncio thread), owned by the room or by the job that set a spawner,
+and get facade objects (participants, publications, tracks), never livekit's own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from loguru import logger
 
 from .. import _bridge
 from ..runtime import bind_job_id, current_job_id
+from . import _registry, data_streams
 from ._blocking import BlockingProxy, lk
 from .participant import LocalParticipant
 
@@ -84,14 +86,23 @@ class Room(BlockingProxy):
         # EventEmitter.on is not thread-safe against emit on the loop thread: register there.
         _bridge.call(self._lk.on, event, self._forwarder(event))
 
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
+        """A greenlet owned like event handlers: the job's (spawner) or the room's."""
+        if self._spawner is not None:
+            return self._spawner(fn, *args)  # type: ignore[no-any-return]
+        g = self._group.spawn(fn, *args)
+        if self._job_id is not None:
+            bind_job_id(g, self._job_id)
+        return g
+
     def _dispatch(self, event: str, args: tuple[Any, ...]) -> None:
-        for handler in list(self._handlers.get(event, ())):
-            if self._spawner is not None:
-                self._spawner(self._run_handler, event, handler, args)
-            else:
-                g = self._group.spawn(self._run_handler, event, handler, args)
-                if self._job_id is not None:
-                    bind_job_id(g, self._job_id)
+        handlers = list(self._handlers.get(event, ()))
+        if not handlers:
+            return
+        self._local_facade()  # events about ourselves must find the facade of record
+        args = tuple(_registry.convert(a) for a in args)
+        for handler in handlers:
+            self._spawn(self._run_handler, event, handler, args)
 
     @staticmethod
     def _run_handler(event: str, handler: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -104,7 +115,9 @@ class Room(BlockingProxy):
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
         """Register a handler (``@room.on("participant_connected")`` or ``room.on(ev, fn)``).
 
-        Same event names and arguments as ``livekit.rtc.Room``; each call runs in its own
+        Same event names and arguments as ``livekit.rtc.Room``, except that livekit's
+        participants, publications and tracks arrive as their facades (``rtc.RemoteParticipant``,
+        ``rtc.RemoteTrackPublication``, ``rtc.RemoteAudioTrack``, ...); each call runs in its own
         greenlet.
         """
 
@@ -163,19 +176,89 @@ class Room(BlockingProxy):
             return int(lk.ConnectionState.CONN_DISCONNECTED)
         return int(self._lk.connection_state)
 
-    @property
-    def local_participant(self) -> LocalParticipant:
-        if self._lk is None or not self._lk.isconnected():
-            raise RuntimeError("cannot access local participant before connecting")
-        if self._local is None:
-            self._local = LocalParticipant(self._lk.local_participant)
+    def _local_facade(self) -> LocalParticipant | None:
+        lk_local = None if self._lk is None else self._lk._local_participant
+        if lk_local is None:
+            return None
+        if self._local is None or self._local._lk is not lk_local:  # first or new connection
+            self._local = LocalParticipant(lk_local, spawn=self._spawn)
+            _registry.adopt(lk_local, self._local)
         return self._local
 
     @property
+    def local_participant(self) -> LocalParticipant:
+        """The agent's own participant (after :meth:`connect`)."""
+        local = self._local_facade() if self.isconnected() else None
+        if local is None:
+            raise RuntimeError("cannot access local participant before connecting")
+        return local
+
+    @property
     def remote_participants(self) -> dict[str, Any]:
+        """The other participants by identity (``rtc.RemoteParticipant`` facades, a snapshot)."""
         if self._lk is None:
             return {}
-        return dict(self._lk.remote_participants)
+        # dict() copies livekit's dict in one step, safe while the loop thread changes it
+        return {
+            identity: _registry.facade(p)
+            for identity, p in dict(self._lk.remote_participants).items()
+        }
+
+    @property
+    def metadata(self) -> str:
+        """The room's metadata."""
+        return "" if self._lk is None else str(self._lk.metadata)
+
+    @property
+    def sid(self) -> str:
+        """The room's server id; blocks (up to 10 s) until the server sent it."""
+        return self.get_sid(timeout=10)
+
+    def get_sid(self, timeout: float | None = None) -> str:
+        """The room's server id, waiting for the server to send it; ``RuntimeError`` when
+        the room is not connected."""
+        if self._lk is None:
+            raise RuntimeError("cannot get sid of a disconnected room")
+        known = self._lk._info.sid
+        if known:
+            return str(known)
+
+        async def wait_sid() -> str:
+            return str(await self._lk.sid)  # livekit's sid is an async property
+
+        return _bridge.run(wait_sid(), timeout=timeout)
+
+    # -- statistics and data streams --------------------------------------------------------
+    def get_stats(self, timeout: float | None = None) -> Any:
+        """WebRTC statistics of the connection: ``rtc.RtcStats`` with ``publisher_stats``
+        and ``subscriber_stats`` (lists of ``rtc.stats.RtcStats``)."""
+        if not self.isconnected():
+            raise RuntimeError("the room isn't connected")
+        return _bridge.run(self._lk.get_rtc_stats(), timeout=timeout)
+
+    get_rtc_stats = get_stats
+
+    def register_text_stream_handler(self, topic: str, handler: Callable[..., Any]) -> None:
+        """Run ``handler(reader, participant_identity)`` in a greenlet for every text stream on
+        ``topic``; ``reader`` iterates ``str`` chunks (``read_all()``, ``info``). One handler
+        per topic (``ValueError`` otherwise)."""
+        data_streams.register_handler(self._ensure(), "text", topic, handler, self._spawn)
+
+    def unregister_text_stream_handler(self, topic: str) -> None:
+        """Forget the text stream handler of ``topic``."""
+        if self._lk is not None:
+            data_streams.unregister_handler(self._lk, "text", topic)
+
+    def register_byte_stream_handler(self, topic: str, handler: Callable[..., Any]) -> None:
+        """Run ``handler(reader, participant_identity)`` in a greenlet for every byte stream on
+        ``topic``; ``reader`` iterates ``bytes`` chunks (``read_all()``, ``info``). One handler
+        per topic (``ValueError`` otherwise)."""
+        data_streams.register_handler(self._ensure(), "byte", topic, handler, self._spawn)
+
+    def unregister_byte_stream_handler(self, topic: str) -> None:
+        """Forget the byte stream handler of ``topic``."""
+        if self._lk is not None:
+            data_streams.unregister_handler(self._lk, "byte", topic)
 
     def __repr__(self) -> str:
         return f"rtc.Room(name={self.name!r}, connected={self.isconnected()})"
