@@ -91,7 +91,8 @@ def user_token(
     server: LiveKitServer, room: str, identity: str = "user", **attributes: str
 ) -> str:
     grants = lkapi.VideoGrants(room_join=True, room=room, can_publish=True,
-                               can_subscribe=True, can_publish_data=True)
+                               can_subscribe=True, can_publish_data=True,
+                               can_update_own_metadata=True)
     token = (
         lkapi.AccessToken(server.api_key, server.api_secret)
         .with_identity(identity)

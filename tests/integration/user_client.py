@@ -315,7 +315,7 @@ async def main() -> None:
              attributes=dict(p.attributes))
 
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)  # commands may carry payloads
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     async def commands() -> None:
