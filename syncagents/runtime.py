@@ -28,11 +28,20 @@ from gevent import Greenlet
 from greenlet import getcurrent
 from loguru import logger
 
-from ._bridge import native_thread, real_lock, real_sleep, to_thread
+from ._bridge import (
+    CapacityLimiter,
+    native_thread,
+    real_lock,
+    real_sleep,
+    set_thread_pool_size,
+    thread_pool_size,
+    to_thread,
+)
 from ._internals import check_gevent
 from .log import quiet_default_handler
 
 __all__ = [
+    "CapacityLimiter",
     "HubBlockMonitor",
     "JobScope",
     "bind_job_id",
@@ -41,6 +50,8 @@ __all__ = [
     "job_id_of",
     "job_scope_of",
     "real_lock",
+    "set_thread_pool_size",
+    "thread_pool_size",
     "to_thread",
 ]
 
@@ -48,6 +59,7 @@ T = TypeVar("T")
 
 _JOB_ATTR = "_syncagents_job_id"  # explicit binding, for greenlets outside any job scope
 _SCOPE_KEY = "syncagents.job_scope"  # the job's entry in a spawn tree's locals
+_ADOPTED_ATTR = "_syncagents_scope"  # set on a greenlet once its scope counts it
 _perf = time.perf_counter
 
 
@@ -86,7 +98,7 @@ class JobScope:
         self._add(g)
 
     def _add(self, g: Any) -> None:
-        setattr(g, _JOB_ATTR, self.job_id)
+        setattr(g, _ADOPTED_ATTR, self)
         members = self._members
         members.add(g)
         if len(members) >= self._prune_at:  # long jobs start many short greenlets
@@ -199,7 +211,7 @@ class SwitchTracer:
             tree = getattr(target, "spawn_tree_locals", None)
             if tree:
                 scope = tree.get(_SCOPE_KEY)
-                if scope is not None and getattr(target, _JOB_ATTR, None) is None:
+                if scope is not None and getattr(target, _ADOPTED_ATTR, None) is not scope:
                     scope._add(target)
         if self._previous is not None:
             self._previous(event, args)
