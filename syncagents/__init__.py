@@ -19,6 +19,7 @@ from .version import __version__  # noqa: E402
 if TYPE_CHECKING:
     from .job import AutoDisconnect, AutoSubscribe, JobContext, JobRequest
     from .plugin import Plugin
+    from .voice import Agent, AgentSession, RunContext, StopResponse, ToolError, function_tool
     from .voice_assistant import VoiceAssistant
     from .worker import JobType, Worker, WorkerOptions, WorkerPermissions
 
@@ -34,24 +35,36 @@ _LAZY = {
     "AutoDisconnect": "job",
     "Plugin": "plugin",
     "VoiceAssistant": "voice_assistant",
+    "Agent": "voice",
+    "AgentSession": "voice",
+    "RunContext": "voice",
+    "StopResponse": "voice",
+    "ToolError": "voice",
+    "function_tool": "voice",
 }
 _SUBMODULES = {
     "rtc", "vad", "stt", "tts", "llm", "tokenize", "codecs", "utils", "cli", "testing",
-    "plugins", "runtime", "log",
+    "plugins", "runtime", "log", "voice",
 }
 
 __all__ = [
+    "Agent",
+    "AgentSession",
     "AutoDisconnect",
     "AutoSubscribe",
     "JobContext",
     "JobRequest",
     "JobType",
     "Plugin",
+    "RunContext",
+    "StopResponse",
+    "ToolError",
     "VoiceAssistant",
     "Worker",
     "WorkerOptions",
     "WorkerPermissions",
     "__version__",
+    "function_tool",
     "to_thread",
 ]
 

@@ -346,8 +346,11 @@ class VoiceAssistant(EventEmitter):
             before = functools.partial(self._before_tts_cb, self)
         return SpeechSynthesis(self._tts, source, spawn=self._spawn, before_tts=before)
 
-    def _start_llm(self, chat_ctx: llm_mod.ChatContext) -> Any:
-        """The LLM stream of a reply, or None when ``before_llm_cb`` skipped it."""
+    def _start_llm(
+        self, chat_ctx: llm_mod.ChatContext, handle: SpeechHandle | None = None
+    ) -> Any:
+        """The LLM stream of a reply (``handle``), or None when ``before_llm_cb`` skipped it.
+        Runs in the reply's synthesis greenlet; ``AgentSession`` overrides it."""
         if self._before_llm_cb is not None:
             stream = self._before_llm_cb(self, chat_ctx)
             if stream is False:
@@ -355,6 +358,23 @@ class VoiceAssistant(EventEmitter):
             if stream is not None and stream is not True:
                 return stream
         return self._llm.chat(chat_ctx=chat_ctx, fnc_ctx=self._fnc_ctx)
+
+    def _run_tool_calls(
+        self,
+        handle: SpeechHandle,
+        stream: llm_mod.LLMStream,
+        calls: list[llm_mod.FunctionCallInfo],
+        text: str,
+    ) -> llm_mod.LLMStream | None:
+        """One round of a reply's tool calls (``text``: what the round said before them): run
+        them, put the calls and results in the chat context, and return the LLM stream of the
+        follow-up answer (None: no follow-up). ``AgentSession`` overrides it."""
+        called = stream.execute_functions()
+        ctx = self._chat_ctx
+        ctx.messages.append(llm_mod.ChatMessage.create_tool_calls(calls, text=text))
+        ctx.messages.extend(llm_mod.ChatMessage.create_tool_from_called_function(c) for c in called)
+        self._emit("function_calls_finished", called)
+        return self._llm.chat(chat_ctx=ctx, fnc_ctx=stream.fnc_ctx)
 
     def _on_stt_metrics(self, metrics: stt_mod.STTMetrics) -> None:
         if not metrics.streamed:
@@ -585,6 +605,7 @@ class VoiceAssistant(EventEmitter):
     def _commit_user_turn(self, text: str, handle: SpeechHandle) -> None:
         """The user's turn is final: into the chat context, and its reply into the queue."""
         msg = llm_mod.ChatMessage.create(text=text, role="user")
+        handle._user_message = msg
         self._chat_ctx.messages.append(msg)
         self._emit("user_speech_committed", msg)
 

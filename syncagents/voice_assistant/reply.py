@@ -31,7 +31,7 @@ MAX_TOOL_ROUNDS = 3
 def reply_text(
     assistant: VoiceAssistant, handle: SpeechHandle, chat_ctx: llm.ChatContext
 ) -> Iterator[str]:
-    stream: Any = assistant._start_llm(chat_ctx)
+    stream: Any = assistant._start_llm(chat_ctx, handle)
     if stream is None:
         return
     timings = handle._timings
@@ -76,11 +76,9 @@ def reply_text(
         if timings is not None:
             timings.function_rounds = rounds
         assistant._emit("function_calls_collected", calls)
-        called = stream.execute_functions()
-        ctx = assistant.chat_ctx
-        ctx.messages.append(llm.ChatMessage.create_tool_calls(calls, text="".join(round_parts)))
-        ctx.messages.extend(llm.ChatMessage.create_tool_from_called_function(c) for c in called)
+        follow_up = assistant._run_tool_calls(handle, stream, calls, "".join(round_parts))
         # everything said so far is now in the context with the tool calls
         handle._tool_words = count_words(handle.text)
-        assistant._emit("function_calls_finished", called)
-        stream = assistant.llm.chat(chat_ctx=ctx, fnc_ctx=stream.fnc_ctx)
+        if follow_up is None:
+            return
+        stream = follow_up

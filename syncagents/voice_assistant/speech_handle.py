@@ -59,6 +59,7 @@ class SpeechHandle:
         self._current_since = -1.0  # monotonic time it became the speech being played
         self._timings: TurnTimings | None = TurnTimings() if is_reply else None
         self._committed_text: str | None = None
+        self._user_message: Any = None  # a reply's user turn, once committed (a ChatMessage)
 
     # -- state -------------------------------------------------------------------------------
 
