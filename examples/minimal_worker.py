@@ -9,6 +9,7 @@ from __future__ import annotations
 import syncagents
 from syncagents import JobContext, Worker, WorkerOptions
 from syncagents.log import logger, setup_logging
+from syncagents.worker import WorkerError
 
 
 def entrypoint(ctx: JobContext) -> None:
@@ -22,4 +23,8 @@ def entrypoint(ctx: JobContext) -> None:
 if __name__ == "__main__":
     setup_logging("INFO")
     syncagents.runtime.enable_hub_block_detection(100)
-    Worker(WorkerOptions(entrypoint_fnc=entrypoint)).run()
+    try:
+        Worker(WorkerOptions(entrypoint_fnc=entrypoint)).run()
+    except WorkerError as exc:  # missing settings, rejected key, unreachable server
+        logger.error("{}", exc)  # one line that says what is wrong; a traceback would not help
+        raise SystemExit(1) from None

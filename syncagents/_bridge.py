@@ -130,10 +130,159 @@ def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     Code in ``fn`` must not rely on patched primitives (gevent locks, ``time.sleep``): use
     :func:`real_lock` for state it shares.
     """
-    pool = gevent.get_hub().threadpool
-    if kwargs:
-        return pool.apply(fn, args, kwargs)  # type: ignore[no-any-return]
-    return pool.apply(fn, args)  # type: ignore[no-any-return]
+    # gevent's pool hands a task's exception to hub.handle_error, which prints it with a
+    # traceback before the caller re-raises it: the error would show up twice, once as if
+    # nobody handled it. The task returns its outcome instead and the caller raises it.
+    ok, value = gevent.get_hub().threadpool.apply(_outcome, (fn, args, kwargs))
+    if ok:
+        return value  # type: ignore[no-any-return]
+    try:
+        raise value
+    finally:
+        del value  # the traceback references this frame: no cycle kept alive
+
+
+def _outcome(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, exception)``: what to_thread's task returns."""
+    try:
+        return True, fn(*args, **kwargs)
+    except BaseException as exc:  # any kind reaches the caller, as a direct call would
+        return False, exc
+
+
+# -- capacity: how many threads each kind of work may take ----------------------------------
+
+
+class CapacityLimiter:
+    """At most ``total`` calls of one kind running on native threads at once.
+
+    gevent's thread pool (behind :func:`to_thread`) does not know who its threads work for:
+    without a limit, one plugin's burst (twenty streams decoding at once) takes every thread
+    and short calls of other plugins (a VAD window) queue behind it. A plugin runs its
+    inference through a limiter sized to what the machine can do in parallel (its CPU cores,
+    for a model that keeps one core busy per call); callers beyond that wait here, in FIFO
+    order, as greenlets, while the pool's other threads stay free for everyone else.
+
+    A slot is held until the native call has really returned, not only until its caller
+    stops waiting (a timeout or a kill): the limit counts threads, not greenlets.
+    ``total`` can be changed at any time. Use from greenlets of one hub.
+    """
+
+    def __init__(self, total: int, name: str = "") -> None:
+        if total < 1:
+            raise ValueError("a CapacityLimiter needs a total of at least 1")
+        self.name = name
+        self._total = int(total)
+        self._borrowed = 0
+        self._waiters: collections.deque[gevent.event.Event] = collections.deque()
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("a CapacityLimiter needs a total of at least 1")
+        self._total = int(value)
+        self._grant()  # a larger total lets waiters in now; a smaller one applies as calls end
+
+    @property
+    def borrowed(self) -> int:
+        """Calls running (or handed a slot) right now."""
+        return self._borrowed
+
+    @property
+    def waiting(self) -> int:
+        """Greenlets waiting for a slot."""
+        return len(self._waiters)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:func:`to_thread` within the limit: waits (this greenlet only) for a slot first."""
+        self._acquire()
+        try:
+            result = gevent.get_hub().threadpool.spawn(_outcome, fn, args, kwargs)
+        except BaseException:
+            self._release()
+            raise
+        result.rawlink(self._release)  # when the thread is done, whoever still waits for it
+        ok, value = result.get()
+        if ok:
+            return value  # type: ignore[no-any-return]
+        try:
+            raise value
+        finally:
+            del value
+
+    def _acquire(self) -> None:
+        if self._borrowed < self._total and not self._waiters:
+            self._borrowed += 1
+            return
+        event = gevent.event.Event()
+        self._waiters.append(event)
+        try:
+            event.wait()
+        except BaseException:  # a timeout or a kill while waiting
+            if event.is_set():
+                self._release()  # the slot was handed over as we left: pass it on
+            else:
+                self._waiters.remove(event)
+            raise
+
+    def _release(self, *_: Any) -> None:
+        self._borrowed -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters and self._borrowed < self._total:
+            self._borrowed += 1
+            self._waiters.popleft().set()
+
+    def __repr__(self) -> str:
+        return (
+            f"CapacityLimiter({self.name!r}, {self._borrowed}/{self._total} busy, "
+            f"{len(self._waiters)} waiting)"
+        )
+
+
+def set_thread_pool_size(size: int) -> None:
+    """Set how many native threads :func:`to_thread` (gevent's hub thread pool) may use.
+
+    gevent's default is 10. Also settable with the environment variable
+    ``SYNCAGENTS_THREADS``, read when syncagents is imported. Sizing rule: at least the sum of
+    the :class:`CapacityLimiter` totals of the plugins in use (e.g. pocketsphinx's
+    ``max_concurrency``, one per CPU core by default), plus headroom of 2-4 threads for short
+    unlimited calls (VAD windows, resampling, DNS lookups, file reads), so a saturated plugin
+    never leaves those without a thread.
+    """
+    if size < 1:
+        raise ValueError("the thread pool needs at least 1 thread")
+    gevent.get_hub().threadpool.maxsize = int(size)
+
+
+def thread_pool_size() -> int:
+    """The current maximum number of :func:`to_thread` threads."""
+    return int(gevent.get_hub().threadpool.maxsize)
+
+
+def _pool_size_from_env() -> None:
+    import os
+
+    value = os.environ.get("SYNCAGENTS_THREADS", "").strip()
+    if not value:
+        return
+    try:
+        size = int(value)
+        if size < 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"SYNCAGENTS_THREADS must be a positive integer, not {value!r}") from None
+    set_thread_pool_size(size)
+
+
+_pool_size_from_env()
 
 
 _real_sleep = monkey.get_original("time", "sleep")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,6 +212,7 @@ class JobContext:
         self._auto_subscribe = AutoSubscribe.SUBSCRIBE_ALL
         self._auto_disconnect = AutoDisconnect.ROOM_EMPTY
         self._connected = False
+        self._end_deadline: float | None = None
         # the worker's credentials, for ``api`` (never logged; the repr leaves them out)
         self._api_key = api_key
         self._api_secret = api_secret
@@ -235,11 +237,20 @@ class JobContext:
     # -- the room ---------------------------------------------------------------------------
     @property
     def room(self) -> Any:
-        """The job's ``syncagents.rtc.Room`` (created on first access, not connected)."""
-        if self._room is None:
-            from . import rtc  # lazy: loads the livekit FFI only for jobs that use a room
+        """The job's ``syncagents.rtc.Room`` (created on first access, not connected).
 
-            self._adopt_room(rtc.Room())
+        A ``local://`` URL names an in-process ``syncagents.testing.LocalRoom`` instead (a
+        job dispatched by ``syncagents.testing.DispatchServer``): the job gets that room."""
+        if self._room is None:
+            if self._url.startswith("local://"):
+                # resolved by URL, like any room: the worker does not know who dispatched it
+                from .testing.local_room import open_local_room
+
+                self._adopt_room(open_local_room(self._url))
+            else:
+                from . import rtc  # lazy: loads the livekit FFI only for jobs that use a room
+
+                self._adopt_room(rtc.Room())
         return self._room
 
     @property
@@ -428,7 +439,13 @@ class JobContext:
     def is_ended(self) -> bool:
         return self._ended.is_set()
 
-    def _request_end(self, reason: str, error: str = "") -> None:
+    def _request_end(self, reason: str, error: str = "", budget: float | None = None) -> None:
+        # ``budget``: seconds the whole end (callbacks, leaving the room, killing greenlets)
+        # may still take — a drain that timed out must exit on time whatever the job does.
+        if budget is not None:
+            deadline = time.monotonic() + budget
+            if self._end_deadline is None or deadline < self._end_deadline:
+                self._end_deadline = deadline
         if self._ended.is_set():
             return
         self._end_reason = reason
@@ -436,18 +453,35 @@ class JobContext:
             self._error = error
         self._ended.set()
 
+    def _time_left(self, limit: float) -> float:
+        """``limit``, or less when the job's end has a deadline."""
+        if self._end_deadline is None:
+            return limit
+        return max(0.0, min(limit, self._end_deadline - time.monotonic()))
+
     def _run_shutdown_callbacks(self) -> None:
         for cb in list(self._shutdown_callbacks):
             args = (self._end_reason,) if _takes_one_argument(cb) else ()
             g = self._scope.spawn(_logged, self.job_id, cb, args, {})
-            g.join(timeout=SHUTDOWN_CALLBACK_TIMEOUT)
+            started = time.monotonic()
+            # in slices: a drain timeout may shorten the end while a callback runs
+            while not g.dead:
+                left = self._time_left(SHUTDOWN_CALLBACK_TIMEOUT - (time.monotonic() - started))
+                if left <= 0:
+                    break
+                g.join(timeout=min(left, 0.25))
             if not g.dead:
-                logger.bind(job_id=self.job_id).warning(
-                    "shutdown callback {} still running after {:.0f} s; killed",
-                    getattr(cb, "__qualname__", repr(cb)),
-                    SHUTDOWN_CALLBACK_TIMEOUT,
+                cut_short = self._end_deadline is not None and time.monotonic() - started < (
+                    SHUTDOWN_CALLBACK_TIMEOUT
                 )
-                g.kill(block=True, timeout=KILL_TIMEOUT)
+                logger.bind(job_id=self.job_id).warning(
+                    "shutdown callback {} still running {}; killed",
+                    getattr(cb, "__qualname__", repr(cb)),
+                    "when the job's time to end ran out (drain timeout)"
+                    if cut_short
+                    else f"after {SHUTDOWN_CALLBACK_TIMEOUT:.0f} s",
+                )
+                g.kill(block=True, timeout=self._time_left(KILL_TIMEOUT) or 0.1)
 
     def __repr__(self) -> str:
         return f"JobContext(job_id={self.job_id!r}, room={self.job.room.name!r})"
@@ -532,10 +566,10 @@ def run_job(
         # mid-call; then end every greenlet the job started, by whatever means
         if ctx._room_connected():
             try:
-                ctx._room.disconnect(timeout=DISCONNECT_TIMEOUT)
+                ctx._room.disconnect(timeout=ctx._time_left(DISCONNECT_TIMEOUT) or 0.1)
             except Exception as exc:
                 log.warning("job {}: leaving the room failed: {}", job_id, exc)
-        survivors = ctx._scope.close(timeout=KILL_TIMEOUT)
+        survivors = ctx._scope.close(timeout=ctx._time_left(KILL_TIMEOUT) or 0.1)
         if survivors:
             log.warning("job {}: {} greenlet(s) ignored the kill", job_id, len(survivors))
         ctx._close_api()  # after the callbacks and greenlets that may still have used it

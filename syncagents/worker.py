@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 MAX_ERROR_BYTES = 64 * 1024  # update_job error text; a 17 MiB one broke the server's frame limit
+DRAIN_END_BUDGET = 1.0  # seconds jobs cut off by a drain timeout get to end
 STABLE_REGISTRATION = 5.0  # a connection dropped sooner than this counts as a failed attempt
 
 
@@ -127,7 +128,7 @@ class WorkerOptions:
     agent_name: str = ""
     worker_type: JobType = JobType.ROOM
     permissions: WorkerPermissions = field(default_factory=WorkerPermissions)
-    max_retry: int = 16
+    max_retry: int = 16  # connection retries after the first attempt; retry n waits min(2n, 10) s
     ws_url: str = field(default_factory=_env("LIVEKIT_URL"))
     api_key: str = field(default_factory=_env("LIVEKIT_API_KEY"))
     api_secret: str = field(default_factory=_env("LIVEKIT_API_SECRET"), repr=False)
@@ -297,7 +298,8 @@ class Worker:
             self._jobs_changed.clear()
         if self._jobs:
             logger.warning("drain timeout: cutting off {} job(s)", len(self._jobs))
-            self._end_jobs("drain timeout", "drain timeout")
+            # API.md: exit within drain timeout + 2 s whatever the jobs' callbacks do
+            self._end_jobs("drain timeout", "drain timeout", budget=DRAIN_END_BUDGET)
         self.close()
 
     def simulate_job(self, room: str, participant_identity: str | None = None) -> None:
@@ -356,11 +358,12 @@ class Worker:
             self._health = None
         self._group.kill(block=True, timeout=2)
 
-    def _end_jobs(self, reason: str, error: str) -> None:
+    def _end_jobs(self, reason: str, error: str, budget: float | None = None) -> None:
         jobs = list(self._jobs.values())
         for job in jobs:
-            job.ctx._request_end(reason, error)
-        gevent.joinall([job.driver for job in jobs], timeout=self.close_timeout)
+            job.ctx._request_end(reason, error, budget)
+        wait = self.close_timeout if budget is None else budget + 0.5
+        gevent.joinall([job.driver for job in jobs], timeout=wait)
 
     # -- connection -------------------------------------------------------------------------
     def _connection_loop(self) -> None:
@@ -376,26 +379,24 @@ class Worker:
             except Exception as exc:  # refused, timeout, bad status, protocol violation
                 if self._closing.is_set():
                     return
+                reason = redact(_describe(exc), *secrets)
                 if retry >= self.opts.max_retry:
-                    self._fail(
-                        ConnectionFailedError(
-                            redact(
-                                f"could not connect to LiveKit at {url} after {retry + 1} "
-                                f"attempt(s): {_describe(exc)}",
-                                *secrets,
-                            )
-                        )
+                    attempts = retry + 1  # max_retry counts retries after the first attempt
+                    message = (
+                        f"could not connect to LiveKit at {url}: {reason} (gave up after "
+                        f"{attempts} attempt{'s' if attempts > 1 else ''})"
                     )
+                    self._fail(ConnectionFailedError(redact(message, *secrets)))
                     return
-                delay = min(retry * 2, 10)
                 retry += 1
+                delay = retry_delay(retry)
                 logger.warning(
-                    "could not connect to {}: {}; retrying in {} s ({}/{})",
+                    "could not connect to {}: {}; retry {}/{} in {} s",
                     url,
-                    redact(_describe(exc), *secrets),
-                    delay,
+                    reason,
                     retry,
                     self.opts.max_retry,
+                    delay,
                 )
                 self._closing.wait(delay)
                 continue
@@ -419,8 +420,8 @@ class Worker:
                     retry = 0
                     logger.info("reconnecting to {}", url)
                 else:
-                    delay = min(max(retry, 1) * 2, 10)
                     retry += 1
+                    delay = retry_delay(retry)
                     logger.warning("the connection to {} dropped at once; retrying in {} s",
                                    url, delay)
                     self._closing.wait(delay)
@@ -729,6 +730,11 @@ class Worker:
             return
         logger.bind(job_id=job_id).info("job {} terminated by the server", job_id)
         job.ctx._request_end("terminated by the server")
+
+
+def retry_delay(n: int) -> int:
+    """Seconds to wait before the ``n``-th retry (1-based) of the connection: min(2·n, 10)."""
+    return min(2 * n, 10)
 
 
 def _describe(exc: BaseException) -> str:

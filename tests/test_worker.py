@@ -19,6 +19,7 @@ from livekit.protocol import agent as proto
 from loguru import logger
 
 from syncagents import job as job_module
+from syncagents import worker as worker_module
 from syncagents._ws import agent_url, mint_worker_token
 from syncagents.job import JobContext, JobRequest
 from syncagents.testing.dispatch_server import DispatchServer
@@ -154,7 +155,8 @@ def test_accept_with_identity_name_metadata(
     assert claims.video.room == "lobby" and claims.video.room_join and claims.video.agent
     assert done.wait(1)
     (ctx,) = seen
-    assert ctx.token == h.token and ctx.url == server.url
+    # the assignment's room URL when it carries one (the double's local rooms), else ours
+    assert ctx.token == h.token and ctx.url == (getattr(h, "url", "") or server.url)
     assert ctx.job.id == h.id and ctx.job.metadata == "job-meta"
 
 
@@ -438,27 +440,57 @@ def test_wrong_secret_fails_without_retry(server: DispatchServer) -> None:
     assert server.auth_failures == 1
 
 
-def test_unreachable_gives_up_after_max_retry() -> None:
+def test_unreachable_gives_up_after_max_retry(
+    monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]
+) -> None:
+    # max_retry counts retries after the first attempt; each retry is one WARNING line with
+    # its number and delay (the delays themselves: test_retry_delays_follow_the_contract)
+    waits: list[int] = []
+    monkeypatch.setattr(worker_module, "retry_delay", lambda n: waits.append(n) or 0)
     with DispatchServer() as srv:
         url = srv.url
+    secret = "s3cr3t-value-that-is-long-enough-for-hs256"
     worker = Worker(
         WorkerOptions(
             entrypoint_fnc=noop,
             ws_url=url,
             api_key="k",
-            api_secret="s3cr3t-value-that-is-long-enough-for-hs256",
+            api_secret=secret,
             port=0,
             max_retry=2,
             load_fnc=lambda: 0.0,
         )
     )
-    t0 = time.monotonic()
     with pytest.raises(ConnectionFailedError) as err, gevent.Timeout(15):
         worker.run()
-    assert 1.5 < time.monotonic() - t0 < 10  # delays 0 s then 2 s
-    assert "3 attempt(s)" in str(
-        err.value
-    ) and "s3cr3t-value-that-is-long-enough-for-hs256" not in str(err.value)
+    assert waits == [1, 2]
+    retries = [r["message"] for r in logs if r["message"].startswith("could not connect")]
+    assert len(retries) == 2
+    assert retries[0].startswith(f"could not connect to {url}: ")
+    assert retries[0].endswith("; retry 1/2 in 0 s") and retries[1].endswith("; retry 2/2 in 0 s")
+    message = str(err.value)
+    assert message.startswith(f"could not connect to LiveKit at {url}: ")
+    assert message.endswith("(gave up after 3 attempts)") and secret not in message
+    assert secret not in " ".join(retries)
+
+
+def test_retry_delays_follow_the_contract() -> None:
+    # API.md: retry n waits min(2·n, 10) s
+    assert [worker_module.retry_delay(n) for n in range(1, 8)] == [2, 4, 6, 8, 10, 10, 10]
+
+
+def test_max_retry_0_fails_after_one_attempt(logs: list[dict[str, Any]]) -> None:
+    with DispatchServer() as srv:
+        url = srv.url
+    worker = Worker(
+        WorkerOptions(entrypoint_fnc=noop, ws_url=url, api_key="k", port=0, max_retry=0,
+                      api_secret="another-secret-long-enough-for-hs256-signing",
+                      load_fnc=lambda: 0.0)
+    )
+    with pytest.raises(ConnectionFailedError) as err, gevent.Timeout(15):
+        worker.run()
+    assert str(err.value).endswith("(gave up after 1 attempt)")
+    assert not [r for r in logs if r["message"].startswith("could not connect")]
 
 
 # -- drain ---------------------------------------------------------------------------------------
@@ -491,6 +523,35 @@ def test_drain_timeout_fails_the_rest(
     h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
     r.worker.drain(timeout=0.2)
     assert h.status == proto.JS_FAILED and h.error == "drain timeout"
+
+
+def test_a_drain_timeout_does_not_wait_for_a_hanging_shutdown_callback(
+    server: DispatchServer, start: Callable[..., Running]
+) -> None:
+    callback_started = gevent.event.Event()
+    forever = gevent.event.Event()
+
+    def hang() -> None:
+        callback_started.set()
+        forever.wait()  # never set: only the drain's budget ends it
+
+    def entry(ctx: JobContext) -> None:
+        ctx.add_shutdown_callback(hang)
+        forever.wait()
+
+    r = start(entrypoint_fnc=entry)
+    h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
+    cut = _log_event("when the job's time to end ran out")
+    try:
+        drainer = gevent.spawn(r.worker.drain, 0.2)
+        assert callback_started.wait(10)
+        # the callback would get 5 s on its own; a drain cut-off gives the whole end 1 s
+        assert cut.wait(10)
+    finally:
+        cut.remove()
+    drainer.join(timeout=10)
+    assert drainer.dead
+    assert h.wait_ended(timeout=5).error == "drain timeout"
 
 
 def test_simulate_job(server: DispatchServer, start: Callable[..., Running]) -> None:

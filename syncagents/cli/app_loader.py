@@ -32,6 +32,16 @@ def _is_path(target: str) -> bool:
 
 
 def _import(target: str) -> ModuleType:
+    from ..plugin import MissingExtraError
+
+    try:
+        return _import_target(target)
+    except MissingExtraError as exc:
+        # the app is fine, the installation lacks an extra: say what to install, no traceback
+        raise AppError(str(exc)) from None
+
+
+def _import_target(target: str) -> ModuleType:
     if _is_path(target):
         path = Path(target).expanduser().resolve()
         if not path.is_file():

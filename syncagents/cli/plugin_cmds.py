@@ -54,11 +54,28 @@ def download_files_cmd(ctx: click.Context, app: str | None, log_level: str) -> N
 @app_argument
 @click.pass_context
 def plugins_cmd(ctx: click.Context, app: str | None) -> None:
-    """List the plugins the app registers, with their versions."""
+    """List the plugins the app registers, with their versions and their engines' versions."""
     plugins = _registered(ctx, app)
     if not plugins:
         click.echo("no plugins registered")
         return
-    width = max(len(p.title) for p in plugins)
-    for plugin in plugins:
-        click.echo(f"{plugin.title:<{width}}  {plugin.version:<10}  {plugin.package}")
+    rows = [
+        (
+            plugin.title,
+            plugin.version,
+            plugin.package,
+            # the engine does the work: its version is the one that explains a difference
+            ", ".join(f"{name} {version}" for name, version in _engines(plugin).items()),
+        )
+        for plugin in plugins
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        click.echo("  ".join([*cells, row[3]]).rstrip())
+
+
+def _engines(plugin: Any) -> dict[str, str]:
+    # third-party plugins may subclass an older Plugin or only duck-type it
+    engines = getattr(plugin, "engines", None)
+    return dict(engines) if isinstance(engines, dict) else {}

@@ -8,16 +8,20 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from . import AppContext, app_argument, main, resolve_options
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 _LEVELS = ["TRACE", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"]
 
 
-def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def worker_options(*, processes: bool = True) -> Callable[[F], F]:
+    """The options every worker command shares; ``processes=False`` leaves out
+    ``--processes`` (``connect`` runs exactly one worker, for one simulated job)."""
     options = [
         click.option("--url", envvar="LIVEKIT_URL", show_envvar=True, help="LiveKit server URL."),
         click.option("--api-key", envvar="LIVEKIT_API_KEY", show_envvar=True, help="API key."),
@@ -40,7 +44,17 @@ def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Default: pretty on a terminal, json otherwise.",
         ),
         click.option("--drain-timeout", type=float, default=None, help="Seconds (default 1800)."),
-        click.option("--max-retry", type=int, default=None, help="Connection attempts (16)."),
+        click.option(
+            "--max-retry",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="N",
+            help="Connection retries after the first failed attempt (default 16, so 17 "
+            "attempts); retry n waits min(2n, 10) s.",
+        ),
+        click.option(
+            "--health-host", default=None, help="Health server address (127.0.0.1)."
+        ),
         click.option(
             "--health-port", type=int, default=None, help="Health server port (8081; 0: off)."
         ),
@@ -51,16 +65,23 @@ def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Warn when a greenlet holds the hub longer (0: off).",
         ),
-        click.option(
-            "--processes",
-            default="1",
-            show_default=True,
-            help="Worker processes: a number or 'auto' (one per CPU).",
-        ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    if processes:
+        options.append(
+            click.option(
+                "--processes",
+                default="1",
+                show_default=True,
+                help="Worker processes: a number or 'auto' (one per CPU).",
+            )
+        )
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
 @dataclasses.dataclass
@@ -73,9 +94,10 @@ class _Params:
     log_format: str | None
     drain_timeout: float | None
     max_retry: int | None
+    health_host: str | None
     health_port: int | None
     max_blocking_ms: float
-    processes: str
+    processes: str = "1"
 
 
 def _setup(params: _Params, *, dev: bool = False) -> tuple[str, str]:
@@ -106,6 +128,7 @@ def _apply(opts: Any, params: _Params) -> Any:
         ("agent_name", params.agent_name),
         ("drain_timeout", params.drain_timeout),
         ("max_retry", params.max_retry),
+        ("host", params.health_host),
         ("port", params.health_port),
     ):
         if value is not None:
@@ -136,13 +159,17 @@ def _child_argv(
     params: _Params,
     *,
     health_port: int,
+    processes: int | None = None,
 ) -> list[str]:
+    """The command line of a child worker (supervised, or run by the dev reloader):
+    ``run`` with every setting resolved here, ``processes`` (default: as given) each."""
     obj: AppContext = ctx.obj
     argv = [*obj.child_prefix, "run"]
     if app is not None:
         argv.append(app)
     argv += [
-        "--processes", "1",
+        "--processes", params.processes if processes is None else str(processes),
+        "--health-host", opts.host,
         "--health-port", str(health_port),
         "--log-level", level,
         "--log-format", fmt,
@@ -218,14 +245,15 @@ def _run(
     *,
     room: str | None = None,
     participant_identity: str | None = None,
+    dev: bool = False,
 ) -> None:
-    level, fmt = _setup(params)
+    count = _process_count(params.processes)  # a bad value fails before anything starts
+    level, fmt = _setup(params, dev=dev)
     opts = _apply(resolve_options(ctx, app), params)
-    count = 1 if room is not None else _process_count(params.processes)
     if count > 1:
         from .supervisor import Supervisor
 
-        argv = _child_argv(ctx, app, opts, level, fmt, params, health_port=0)
+        argv = _child_argv(ctx, app, opts, level, fmt, params, health_port=0, processes=1)
         code = Supervisor(
             argv,
             count,
@@ -241,7 +269,7 @@ def _run(
 
 @main.command("run")
 @app_argument
-@worker_options
+@worker_options()
 @click.pass_context
 def run_cmd(ctx: click.Context, app: str | None, **kwargs: Any) -> None:
     """Run a production worker for APP (path/to/file.py or package.module[:attr])."""
@@ -255,7 +283,7 @@ main.add_command(run_cmd, "start")
 @app_argument
 @click.option("--room", required=True, help="Room to run one job in.")
 @click.option("--participant-identity", default=None, help="Publisher for a JT_PUBLISHER job.")
-@worker_options
+@worker_options(processes=False)  # one simulated job: one worker, in this process
 @click.pass_context
 def connect_cmd(
     ctx: click.Context,
@@ -270,16 +298,27 @@ def connect_cmd(
 
 @main.command("dev")
 @app_argument
-@worker_options
+@worker_options()
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="Restart the worker when a .py file under the app's folder changes.",
+)
 @click.pass_context
-def dev_cmd(ctx: click.Context, app: str | None, **kwargs: Any) -> None:
-    """Like run, with pretty DEBUG logs, restarting when a .py file of the app changes."""
+def dev_cmd(ctx: click.Context, app: str | None, reload: bool, **kwargs: Any) -> None:
+    """Like run, with pretty DEBUG logs, restarting when a .py file of the app changes
+    (unless --no-reload)."""
     from .app_loader import AppError, app_folder
     from .reloader import Reloader
 
     params = _Params(**kwargs)
     if params.drain_timeout is None:
         params.drain_timeout = 3.0  # a reload should not wait for long conversations
+    if not reload:
+        _run(ctx, app, params, dev=True)  # the worker in this process, as `run` does
+        return
+    _process_count(params.processes)  # a bad value fails here, not in every restart
     level, fmt = _setup(params, dev=True)
     opts = _apply(resolve_options(ctx, app), params)
     obj: AppContext = ctx.obj
