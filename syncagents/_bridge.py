@@ -530,6 +530,22 @@ class _Call(Generic[T]):
         if self.task is not None:
             self.task.cancel()
 
+    def abandon(self, cleanup: Callable[[], Awaitable[Any]] | None) -> None:
+        """Nobody waits any more, but the coroutine runs to its end (loop thread); then, if
+        it succeeded, ``cleanup()`` undoes what it did."""
+        def finished(task: asyncio.Task[Any]) -> None:
+            if cleanup is not None and not task.cancelled() and task.exception() is None:
+                submit(_awaited(cleanup))
+
+        if self.task is None:  # not started yet: nothing to undo, nothing to run
+            self.cancel()
+        else:
+            self.task.add_done_callback(finished)
+
+
+async def _awaited(fn: Callable[[], Awaitable[Any]]) -> None:
+    await fn()
+
 
 class _Cancelled(Exception):
     """The coroutine was cancelled on the loop side (e.g. by shutdown)."""
@@ -540,11 +556,20 @@ class _Cancelled(Exception):
 TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+def run(
+    coro: Coroutine[Any, Any, T],
+    timeout: float | None = None,
+    *,
+    cancel: bool = True,
+    undo: Callable[[], Awaitable[Any]] | None = None,
+) -> T:
     """Run ``coro`` on the bridge loop; block only this greenlet; return or re-raise.
 
     On timeout the coroutine is cancelled and the builtin ``TimeoutError`` raised. If this
-    greenlet is killed while waiting, the coroutine is cancelled too.
+    greenlet is killed while waiting, the coroutine is cancelled too. With ``cancel=False``
+    it runs to its end instead, and ``undo()`` runs after it if it succeeded (a room connect
+    must not be cancelled half-way: livekit's native side then waits for a readiness signal
+    that never comes and ends the whole process).
     """
     lp = loop()
     if in_loop_thread():
@@ -559,12 +584,14 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     except BaseException:
         # GreenletExit (killed), an outer gevent.Timeout, KeyboardInterrupt: stop the work too
         if not lp.is_closed():
-            lp.call_soon_threadsafe(call.cancel)
+            lp.call_soon_threadsafe(call.cancel if cancel else call.abandon, *(
+                () if cancel else (undo,)))
         raise
     finally:
         poster.release()
     if not call.result.ready():
-        lp.call_soon_threadsafe(call.cancel)
+        lp.call_soon_threadsafe(call.cancel if cancel else call.abandon, *(
+            () if cancel else (undo,)))
         raise TimeoutError(f"timed out after {timeout} s")
     return call.result.get()  # type: ignore[no-any-return]
 

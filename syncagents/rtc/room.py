@@ -144,7 +144,10 @@ class Room(BlockingProxy):
         lk_room = self._ensure()
         opts = options if options is not None else lk.RoomOptions()
         try:
-            _bridge.run(lk_room.connect(url, token, opts), timeout=timeout)
+            # never cancelled half-way (see _bridge.run); one that completes after we gave up
+            # is disconnected again
+            _bridge.run(lk_room.connect(url, token, opts), timeout=timeout, cancel=False,
+                        undo=lk_room.disconnect)
         except TimeoutError:
             raise TimeoutError(f"could not connect to {url} within {timeout} s") from None
         except lk.ConnectError as exc:
