@@ -4,7 +4,10 @@
 
 * silero: CPU per 32 ms window (goal <= 0.3 ms), and hub lag while N real-time streams run;
 * espeak: real-time factor (synthesis time / audio duration);
-* pocketsphinx: real-time factor, and hub lag while it decodes.
+* pocketsphinx: real-time factor, and hub lag while it decodes; streaming recognition of
+  real-time speech: how soon the final transcript follows the end of speech (p50/p95), once
+  the endpointer has declared it and from the true end of the words, against the batch STT
+  behind ``stt.StreamAdapter`` + silero, and hub lag meanwhile.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import syncagents  # noqa: F401
 
 import argparse
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import gevent
 import numpy as np
@@ -28,9 +32,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from speech import compose, speak, to_frames
 
-from syncagents import to_thread, vad
+from syncagents import stt, to_thread, vad
 from syncagents.plugins import espeak, pocketsphinx, silero
 from syncagents.plugins.espeak._engine import engine as espeak_engine
+from syncagents.plugins.pocketsphinx import stt as pocketsphinx_stt
+from syncagents.plugins.pocketsphinx._stream import Segmenter
 from syncagents.plugins.silero._model import pool_for
 
 SENTENCES = [
@@ -165,16 +171,135 @@ def pocketsphinx_rtf() -> None:
               f"{ticker.summary()}")
 
 
+class _TimedSegmenter(Segmenter):
+    """The streaming STT's endpointer half, noting when (wall clock) it declared each end of
+    speech. Instances register in creation order, so a stream created alone can find its own."""
+
+    created: ClassVar[list[_TimedSegmenter]] = []
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.decided: list[float] = []
+        _TimedSegmenter.created.append(self)
+
+    def _note(self, closes_before: int) -> None:
+        self.decided.extend([time.perf_counter()] * (self._closes() - closes_before))
+
+    def _closes(self) -> int:
+        return sum(1 for op in self.ops if type(op).__name__ == "_Close")
+
+    def push(self, pcm: bytes) -> None:
+        before = self._closes()
+        super().push(pcm)
+        self._note(before)
+
+    def end(self) -> None:
+        before = self._closes()
+        super().end()
+        self._note(before)
+
+
+def realtime_finals(
+    engine: stt.STT, frames: list[Any], speech_ends: list[float]
+) -> tuple[list[float], list[float]]:
+    """Stream ``frames`` at real-time pace; per utterance, seconds from (a) the endpointer's
+    end-of-speech decision (native pocketsphinx streams only) and (b) the true end of the
+    words (``speech_ends``, s into the audio) to the FINAL_TRANSCRIPT reaching the consumer."""
+    stream = engine.stream()
+    created = len(_TimedSegmenter.created)
+    gevent.sleep(0)  # the stream's greenlet starts: a native stream makes its segmenter now
+    segmenter = (
+        _TimedSegmenter.created[created] if len(_TimedSegmenter.created) > created else None
+    )
+    pushed_at: list[float] = []
+    group = Group()
+
+    def push() -> None:
+        start = time.perf_counter()
+        for n, frame in enumerate(frames):
+            stream.push_frame(frame)
+            pushed_at.append(time.perf_counter())
+            delay = start + (n + 1) * 0.02 - time.perf_counter()
+            if delay > 0:
+                gevent.sleep(delay)
+        stream.end_input()
+
+    group.spawn(push)
+    finals: list[float] = []
+    try:
+        with gevent.Timeout(120):
+            for ev in stream:
+                if ev.type is stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    finals.append(time.perf_counter())
+    finally:
+        group.kill(block=True, timeout=2)
+        stream.close()
+    if len(finals) != len(speech_ends):
+        print(f"  (warning: {len(finals)} finals for {len(speech_ends)} utterances)")
+    after_decision = (
+        [f - d for f, d in zip(finals, segmenter.decided)] if segmenter is not None else []
+    )
+    after_words = []
+    for final, end in zip(finals, speech_ends):
+        frame = min(len(pushed_at) - 1, math.ceil(end / 0.02) - 1)  # the frame holding the end
+        after_words.append(final - pushed_at[frame])
+    return after_decision, after_words
+
+
+def _p50_p95(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    ms = np.array(values) * 1000.0
+    return (f"p50 {np.percentile(ms, 50):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms "
+            f"({len(ms)} utterances)")
+
+
+def pocketsphinx_streaming(streams: int) -> None:
+    parts: list[str | float] = [0.5]
+    for sentence in SENTENCES:
+        parts += [sentence, 1.0]
+    audio, segments = compose(*parts)
+    frames = to_frames(audio)
+    ends = [end for _, end in segments]
+    pocketsphinx_stt.Segmenter = _TimedSegmenter  # type: ignore[misc]  # (bench instrumentation)
+    native = pocketsphinx.STT()
+    native.prewarm(streams)
+    adapter = stt.StreamAdapter(stt=native, vad=silero.VAD())
+    for label, engine in (("streaming", native), ("batch behind StreamAdapter+silero", adapter)):
+        decision: list[float] = []
+        words_end: list[float] = []
+        group = Group()
+        with Ticker() as ticker:
+            jobs = []
+            for _ in range(streams):  # one at a time, so each finds its own segmenter
+                jobs.append(group.spawn(realtime_finals, engine, frames, ends))
+                gevent.sleep(0.001)
+            group.join(timeout=180, raise_error=True)
+        for job in jobs:
+            decision.extend(job.value[0])
+            words_end.extend(job.value[1])
+        print(f"pocketsphinx {label}, {streams} real-time streams of {len(SENTENCES)} "
+              f"utterances: final after the end of the words: {_p50_p95(words_end)}")
+        if decision:
+            print(f"pocketsphinx {label}: final after the endpointer's end of speech: "
+                  f"{_p50_p95(decision)}")
+        print(f"pocketsphinx {label}: hub lag meanwhile: {ticker.summary()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--stt-streams", type=int, default=2,
+                        help="concurrent real-time pocketsphinx streams")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
     silero_cpu_per_window()
     silero_hub_lag(args.streams, args.seconds)
     espeak_rtf()
     pocketsphinx_rtf()
+    pocketsphinx_streaming(args.stt_streams)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,17 +6,27 @@ wheel: nothing is downloaded.
 
 from __future__ import annotations
 
-from ...plugin import Plugin
+from ...plugin import Plugin, require_extra
 from ...version import __version__
-from ._decoder import missing_model_files, model_files
-from .stt import STT
+
+# the engine is imported lazily: check it now, for one clear line instead of a bare
+# ModuleNotFoundError at first use
+require_extra(__name__, "pocketsphinx", "pocketsphinx")
+
+from ._decoder import missing_model_files, model_files  # noqa: E402
+from .stt import STT  # noqa: E402
 
 __all__ = ["STT", "model_files"]
 
 
 class PocketsphinxPlugin(Plugin):
     def __init__(self) -> None:
-        super().__init__(title="pocketsphinx", version=__version__, package=__package__ or __name__)
+        super().__init__(
+            title="pocketsphinx",
+            version=__version__,
+            package=__package__ or __name__,
+            engines=["pocketsphinx"],
+        )
 
     def download_files(self) -> None:
         """Nothing to download: check that the wheel's model files are present."""
