@@ -55,12 +55,13 @@ def test_killed_greenlet_cancels_its_coroutine() -> None:
             _bridge.post_to_hub(cancelled.set)
             raise
 
+    before = _bridge.pending_tasks()  # other tests' rooms may still be closing
     g = gevent.spawn(_bridge.run, forever())
     assert started.wait(5)
     g.kill(block=True, timeout=5)
     assert g.dead
     assert cancelled.wait(5), "killing the greenlet did not cancel its coroutine"
-    assert _bridge.pending_tasks() == 0
+    assert _bridge.pending_tasks() <= before
 
 
 def test_many_concurrent_calls_keep_hub_responsive() -> None:

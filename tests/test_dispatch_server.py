@@ -1,19 +1,29 @@
-"""DispatchServer, driven by a hand-written protocol client (websocket-client + protobuf)."""
+"""DispatchServer, driven by a hand-written protocol client (websocket-client + protobuf), and
+a whole agent run against it in a local room (the test is the user)."""
 
 from __future__ import annotations
 
 import time
+import wave
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import gevent
+import numpy as np
 import pytest
 import websocket
 from livekit import api
 from livekit.protocol import agent as proto
 from livekit.protocol import models
 
+from syncagents import JobContext, VoiceAssistant, Worker, WorkerOptions, rtc
 from syncagents._ws import agent_url, mint_worker_token
+from syncagents.job import make_job
+from syncagents.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from syncagents.testing.dispatch_server import DispatchServer
+from syncagents.testing.local_room import open_local_room
+from syncagents.utils.audio import sine_frame
 
 
 @pytest.fixture
@@ -161,7 +171,9 @@ def test_offer_accept_token_and_updates(server: DispatchServer) -> None:
         participant_attributes={"x": "1"},
     )
     assignment = w.recv().assignment
-    assert assignment.job.id == h.id and not assignment.HasField("url")
+    # the one field livekit-server leaves empty: the job's local room (see the local-room tests)
+    assert assignment.job.id == h.id and assignment.url == h.url
+    assert h.url.startswith("local://")
     claims = api.TokenVerifier(server.api_key, server.api_secret).verify(assignment.token)
     assert claims.identity == "ag" and claims.name == "Agent" and claims.kind == "agent"
     assert claims.attributes == {"x": "1", "lk.agent_name": "a"}
@@ -276,3 +288,111 @@ def test_fault_injection_frames_and_drop(server: DispatchServer) -> None:
         w.ws.settimeout(5)
         w.ws.recv()
     server.wait_until(lambda: True if not server.connected_workers else None, 5, "drop")
+
+
+# -- local rooms: a whole agent against the double ----------------------------------------------
+
+
+def _agent(ctx: JobContext) -> None:
+    ctx.connect()
+    participant = ctx.wait_for_participant(timeout=10)
+    assistant = VoiceAssistant(
+        vad=FakeVAD(),
+        stt=FakeSTT(["turn on the lights"]),
+        llm=FakeLLM(responder=lambda chat_ctx: f"ok: {chat_ctx.messages[-1].content}"),
+        tts=FakeTTS(seconds_per_char=0.02),
+        min_endpointing_delay=0.2,
+    )
+    assistant.start(ctx.room, participant)
+    assistant.say("Hello.")
+
+
+def _burst_wav(path: Path) -> Path:
+    tone = np.frombuffer(sine_frame(440, 0.6, 16000, amplitude=0.3).data, dtype=np.int16)
+    pad = np.zeros(4800, dtype=np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.concatenate([pad, tone, pad]).astype("<i2").tobytes())
+    return path
+
+
+def test_a_dispatched_job_joins_a_local_room_and_talks(tmp_path: Path) -> None:
+    wav = _burst_wav(tmp_path / "lights.wav")
+    with DispatchServer() as server:
+        worker = Worker(WorkerOptions(
+            entrypoint_fnc=_agent, ws_url=server.url, api_key=server.api_key,
+            api_secret=server.api_secret, port=0,
+        ))
+        runner = gevent.spawn(worker.run)
+        try:
+            job = server.dispatch(room="kitchen")
+            job.wait_connected(timeout=10)
+            assert job.url.startswith("local://")
+            room = job.local_room
+            assert room.name == "kitchen"
+            assert room.local_participant.identity == f"agent-{job.id}"
+            assert room.local_participant.attributes == {"lk.agent_name": ""}
+
+            turn = job.user_says(str(wav), timeout=60, idle_timeout=0.5)
+            assert (turn.user_text, turn.agent_text) == (
+                "turn on the lights", "ok: turn on the lights",
+            )
+            assert turn.latency is not None
+            turn = job.user_sends("and the heating", timeout=60, idle_timeout=0.5)
+            assert turn.agent_text == "ok: and the heating"
+            assert job.transcript == [
+                ("agent", "Hello."),
+                ("user", "turn on the lights"),
+                ("agent", "ok: turn on the lights"),
+                ("user", "and the heating"),
+                ("agent", "ok: and the heating"),
+            ]
+            assert job.session.recorder.voiced_s > 0.5
+
+            job.user_leaves()  # ROOM_EMPTY: the agent leaves, the job ends
+            job.wait_ended(timeout=10)
+            assert job.status == proto.JS_SUCCESS
+        finally:
+            worker.close()
+            runner.join(timeout=10)
+
+
+def test_the_local_room_checks_the_job_token(server: DispatchServer) -> None:
+    w = RawWorker(server).register()
+    h = server.dispatch(room="lobby")
+    w.answer(w.recv().availability.job.id, True, participant_identity="ag")
+    assignment = w.recv().assignment
+    h.wait_assigned(timeout=5)
+
+    other = api.AccessToken(server.api_key, server.api_secret).with_identity("ag")
+    wrong_room = other.with_grants(api.VideoGrants(room_join=True, room="elsewhere")).to_jwt()
+    for token in (wrong_room, "not-a-token"):
+        ctx = JobContext(make_job("lobby"), url=assignment.url, token=token)
+        with pytest.raises(rtc.ConnectError):
+            ctx.connect()
+        assert ctx.room is h.local_room and not ctx.room.isconnected()
+
+    ctx = JobContext(make_job("lobby"), url=assignment.url, token=assignment.token)
+    ctx.connect()
+    assert h.local_room.joined.is_set()
+    assert list(ctx.room.remote_participants) == ["user"]
+    w.close()
+
+
+def test_local_room_urls_outside_the_double() -> None:
+    with DispatchServer(local_rooms=False) as server:
+        w = RawWorker(server).register()
+        h = server.dispatch(room="r")
+        w.answer(w.recv().availability.job.id, True, participant_identity="p")
+        assert not w.recv().assignment.HasField("url")  # exactly what livekit-server sends
+        h.wait_assigned(timeout=5)
+        with pytest.raises(RuntimeError, match="local_rooms=True"):
+            h.local_room  # noqa: B018
+        w.close()
+    with pytest.raises(LookupError, match="process of the DispatchServer"):
+        open_local_room("local://nobody-here")
+    ctx = JobContext(make_job("r"), url="local://nobody-here")
+    with pytest.raises(LookupError):
+        ctx.connect()

@@ -1,18 +1,22 @@
 """``syncagents console``: run an agent's entrypoint against a local room, no server.
 
-A remote participant ``user`` publishes the input (a WAV file at real-time pace, or the
-microphone) and sends each ``--text`` as a chat message; what the agent publishes goes to a
-WAV file (on the real-time timeline, silence included) and/or the speaker. The conversation
-is printed as it happens, one line per final transcript (``user: ...`` / ``agent: ...``).
-It ends once the input has ended, no user turn is pending and the agent has been silent for
-``idle_s`` seconds.
+A remote participant ``user`` speaks the inputs (audio files at real-time pace, or the
+microphone) and sends chat messages (``--text``, or lines typed on stdin in text mode), each
+after the agent answered the previous one; what the agent publishes goes to a WAV file (on the
+real-time timeline, silence included) and/or the speaker. The conversation is printed as it
+happens, one line per transcript (``user: ...`` / ``agent: ...``) plus a ``latency: N ms`` line
+per answered turn. It ends once the inputs are over, no user turn is pending and the agent has
+been silent for ``idle_s`` seconds (see :mod:`syncagents.console.session`), or when the job
+ends. ``syncagents.testing.converse`` runs the same machinery for tests.
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import gevent
@@ -23,53 +27,61 @@ from loguru import logger
 from ..job import JobContext, JobResult, make_job, run_job
 from ..runtime import enable_hub_block_detection
 from ..testing.local_room import LocalRoom
-from .feeder import InputFeeder, load_input
-from .recorder import AgentRecorder
+from .feeder import InputError, UserAudio, load_audio
+from .session import ConsoleSession, Stopped, Turn
+from .text_input import LineReader
 
-__all__ = ["ConsoleResult", "run_console"]
+__all__ = [
+    "ConsoleResult",
+    "ConsoleSession",
+    "InputError",
+    "LineReader",
+    "Turn",
+    "UserAudio",
+    "load_audio",
+    "run_console",
+]
 
-# how often the console re-checks its end condition (a time-based condition, not a race)
-_CHECK_S = 0.05
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+_JOB_END_TIMEOUT = 30.0
 
 
+@dataclass
 class ConsoleResult:
-    def __init__(self, exit_code: int, job: JobResult | None, transcript: list[tuple[str, str]]):
-        self.exit_code = exit_code
-        self.job = job
-        self.transcript = transcript
+    """How a console run went.
+
+    ``exit_code``: 0, 1 (the agent failed) or 130 (interrupted); ``job``: how the job ended;
+    ``transcript``: the ``(who, text)`` lines; ``turns``: one :class:`Turn` per input;
+    ``greeting``: what the agent said before the first input; ``reason``: why it ended
+    (``done``, ``job ended``, ``timeout``, ``interrupted``).
+    """
+
+    exit_code: int
+    job: JobResult | None
+    transcript: list[tuple[str, str]]
+    turns: list[Turn] = field(default_factory=list)
+    greeting: str = ""
+    reason: str = "done"
 
 
-class _Printer:
-    """Prints each final transcript segment once, as ``<who>: <text>``."""
+class _LazySpeaker:
+    """The speaker, opened at the rate of the first frame (the agent track's rate)."""
 
-    def __init__(self, room: LocalRoom, out: TextIO) -> None:
-        self._room = room
-        self._out = out
-        self._seen: set[str] = set()
-        self.lines: list[tuple[str, str]] = []
-        self.last_user_line_at: float | None = None
+    def __init__(self) -> None:
+        self._device: Any = None
 
-    def on_transcription(self, transcription: Any) -> None:
-        who = "user" if transcription.participant_identity == self._room.user.identity else "agent"
-        for segment in transcription.segments:
-            if not segment.final or segment.id in self._seen or not segment.text.strip():
-                continue
-            self._seen.add(segment.id)
-            self.line(who, segment.text.strip())
+    def write(self, frame: Any) -> None:
+        """Play ``frame`` (mono int16)."""
+        if self._device is None:
+            from .devices import Speaker
 
-    def line(self, who: str, text: str) -> None:
-        self.lines.append((who, text))
-        if who == "user":
-            self.last_user_line_at = time.monotonic()
-        print(f"{who}: {text}", file=self._out, flush=True)
+            self._device = Speaker(frame.sample_rate)
+        self._device.write(frame)
 
-
-def _assistants_busy(room: LocalRoom) -> bool:
-    for assistant in room.assistants:
-        for flag in ("agent_speaking", "user_turn_pending", "user_speaking"):
-            if getattr(assistant, flag, False):
-                return True
-    return False
+    def close(self) -> None:
+        """Close the device if it was opened."""
+        if self._device is not None:
+            self._device.close()
 
 
 def run_console(
@@ -80,91 +92,157 @@ def run_console(
     mic: bool = False,
     output_path: str | None = None,
     speaker: bool = False,
-    texts: tuple[str, ...] | list[str] = (),
+    texts: Sequence[str] = (),
+    inputs: Sequence[UserAudio | str] | None = None,
+    lines: LineReader | None = None,
+    echo_lines: bool = True,
     idle_s: float = 2.0,
     max_duration: float | None = None,
     max_blocking_ms: float | None = None,
+    stop: gevent.event.Event | None = None,
     out: TextIO | None = None,
 ) -> ConsoleResult:
     """Run ``entrypoint`` in a local room until the conversation is over; see the module doc.
 
-    ``max_duration`` (seconds) bounds the whole run (None: unbounded, as with ``--mic``).
-    ``max_blocking_ms`` turns on hub-block warnings once the app is loaded and prewarmed
-    (loading blocks by nature and stalls nobody yet).
+    The user says ``input_path`` (any audio file PyAV reads) and then sends ``texts``; or
+    ``inputs``, audio (:func:`load_audio`) and messages (str) in any order; then the lines of
+    ``lines`` (stdin in text mode; ``echo_lines=False`` leaves them unprinted, they are on the
+    terminal already). ``mic`` uses the microphone instead, until the job ends or ``stop``.
+    ``max_duration`` (seconds) bounds the whole run. ``stop`` (e.g. set on Ctrl-C) ends it
+    at once with exit code 130. ``max_blocking_ms`` turns on hub-block warnings once the app
+    is prewarmed (loading blocks by nature and stalls nobody yet). ``out``: where the
+    conversation is printed (default stdout).
+
+    Raises :class:`InputError` (a ``ValueError``) for an input that cannot be read, and
+    ``ValueError`` for an output that cannot be written, before the agent starts.
     """
-    out = out or sys.stdout
+    out = out if out is not None else sys.stdout
+    items: list[UserAudio | str] = list(inputs) if inputs is not None else []
+    if inputs is None:
+        if input_path:
+            items.append(load_audio(input_path))
+        items.extend(texts)
+
     group = gevent.pool.Group()  # the console's own greenlets, killed on the way out
-    frames = load_input(input_path) if input_path else []
+    job: gevent.Greenlet | None = None
+    returned = gevent.event.Event()  # the entrypoint returned (or raised)
+
+    def agent_running() -> bool:
+        return not returned.is_set() and not (job is not None and job.ready())
+
     room = LocalRoom()
-    printer = _Printer(room, out)
-    room.transcription_listeners.append(printer.on_transcription)
-    speaker_dev = None
-    if speaker:
-        from .devices import Speaker
-
-        speaker_dev = Speaker(24000)
-    recorder = AgentRecorder(
-        output_path, sink=speaker_dev.write if speaker_dev is not None else None
-    )
-    room.track_listeners.append(recorder.attach)
-    connected = gevent.event.Event()
-    room.on("connected", lambda: connected.set())
-
-    userdata = prewarm() if prewarm is not None else None
-    if max_blocking_ms is not None and max_blocking_ms > 0:
-        enable_hub_block_detection(max_blocking_ms)
-    ctx = JobContext(make_job("console", participant_identity=room.user.identity), room=room,
-                     userdata=userdata)
-    job = group.spawn(run_job, ctx, entrypoint)
-    started = time.monotonic()
-    result: JobResult | None = None
-    exit_code = 0
+    speaker_dev = _LazySpeaker() if speaker else None
+    microphone: Any = None
     try:
-        # the user starts talking once the agent is in the room
-        while not connected.wait(_CHECK_S):
-            if job.ready():
-                break
-            if max_duration is not None and time.monotonic() - started > max_duration:
-                raise TimeoutError(f"the agent did not join the room within {max_duration} s")
-        feeder = InputFeeder(room.user_source)
-        if mic:
+        if mic:  # opened before the agent starts: a missing PortAudio fails at once
             from .devices import Microphone
 
             microphone = Microphone(room.user_source)
-            group.spawn(microphone.run)
-        elif frames:
-            group.spawn(feeder.play, frames)
+        session = ConsoleSession(
+            room,
+            out=out,
+            output=output_path,
+            sink=speaker_dev.write if speaker_dev is not None else None,
+            agent_running=agent_running,
+        )
+    except OSError as exc:
+        room.close()
+        raise ValueError(f"cannot write output {output_path}: {exc.strerror or exc}") from None
+    except BaseException:
+        room.close()
+        raise
+
+    def entry(ctx: JobContext) -> Any:
+        try:
+            return entrypoint(ctx)
+        finally:
+            returned.set()
+
+    started = time.monotonic()
+    deadline = None if max_duration is None else started + max_duration
+
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped("interrupted")
+        if job is not None and job.ready():
+            raise Stopped("job ended")
+        if deadline is not None and time.monotonic() > deadline:
+            raise Stopped("timeout")
+
+    result: JobResult | None = None
+    reason = "done"
+    try:
+        userdata = prewarm() if prewarm is not None else None
+        if max_blocking_ms is not None and max_blocking_ms > 0:
+            enable_hub_block_detection(max_blocking_ms)
+        if stop is not None and stop.is_set():  # Ctrl-C while the app was loading
+            reason = "interrupted"
         else:
-            group.spawn(feeder.silence_only)
-        pending_texts = list(texts)
-        busy_until = time.monotonic()
-        while not job.ready():
-            now = time.monotonic()
-            if max_duration is not None and now - started > max_duration:
-                logger.warning("console: stopping after --max-duration {:.0f} s", max_duration)
-                break
-            if _assistants_busy(room) or (
-                recorder.last_voice_at is not None and recorder.last_voice_at > busy_until
-            ):
-                busy_until = max(now, recorder.last_voice_at or now)
-            input_done = feeder.ended.is_set() and not mic
-            if input_done and now - busy_until >= idle_s:
-                if not pending_texts:
-                    break
-                text = pending_texts.pop(0)
-                printer.line("user", text)
-                room.send_chat(text)
-                busy_until = now
-            gevent.sleep(_CHECK_S)
-        ctx.shutdown("console finished")
-        result = job.get(timeout=30)
-        if result is not None and result.failed:
-            print(f"error: the agent failed: {result.error}", file=sys.stderr, flush=True)
-            exit_code = 1
+            ctx = JobContext(
+                make_job("console", participant_identity=room.user.identity),
+                room=room,
+                userdata=userdata,
+            )
+            job = group.spawn(run_job, ctx, entry)
+            try:
+                _converse(session, items, lines, echo_lines, microphone, idle_s, check)
+            except Stopped as stopped:
+                reason = stopped.reason
+            if reason == "timeout":
+                logger.warning("console: stopping after {:.0f} s (max duration)", max_duration)
+            ctx.shutdown("console interrupted" if reason == "interrupted" else "console finished")
+            try:
+                result = job.get(timeout=_JOB_END_TIMEOUT)
+            except gevent.Timeout:
+                logger.error("console: the job did not end within {:.0f} s", _JOB_END_TIMEOUT)
     finally:
+        if lines is not None:
+            lines.close()
         group.kill(block=True, timeout=5)
-        recorder.close()
+        session.close()
         room.close()
         if speaker_dev is not None:
             speaker_dev.close()
-    return ConsoleResult(exit_code, result, printer.lines)
+    exit_code = 0
+    if reason == "interrupted":
+        exit_code = EXIT_INTERRUPTED
+    elif result is not None and result.failed:
+        print(f"error: the agent failed: {result.error}", file=sys.stderr, flush=True)
+        exit_code = 1
+    return ConsoleResult(
+        exit_code, result, list(session.lines), list(session.turns), session.greeting, reason
+    )
+
+
+def _converse(
+    session: ConsoleSession,
+    items: list[UserAudio | str],
+    lines: LineReader | None,
+    echo_lines: bool,
+    microphone: Any,
+    idle_s: float,
+    check: Callable[[], None],
+) -> None:
+    """The user's part: the inputs in order, each once the agent answered the one before."""
+    session.wait_joined(check)
+    if microphone is not None:
+        session.start_microphone(microphone)
+        session.wait(check)  # the user talks until Ctrl-C (or the agent ends the job)
+        return
+    pending = collections.deque(items)
+    while True:
+        echo = True
+        item: UserAudio | str | None
+        if pending:
+            item = pending.popleft()
+        elif lines is not None:
+            item, echo = lines.next(check), echo_lines
+        else:
+            item = None
+        if item is None:
+            break
+        if isinstance(item, UserAudio):
+            session.say(item, check, idle_s)
+        else:
+            session.send(item, check, idle_s, echo=echo)
+    session.wait_idle(check, idle_s)

@@ -2,7 +2,9 @@
 
 Frames arrive paced by the agent's ``AudioSource``; when the agent is silent no frames come,
 so gaps are filled with silence from the wall clock. The file is mono 16-bit at the rate of
-the agent's source.
+the agent's source. It is opened when the recorder is made (a path that cannot be written
+fails before the agent starts) and its header is rewritten after every frame, so it is a valid
+WAV at any moment, also when the process is cut short.
 """
 
 from __future__ import annotations
@@ -20,23 +22,32 @@ from .. import rtc
 from ..codecs.wav import WavWriter
 from ..rtc.track import source_rate_of
 
+__all__ = ["VOICE_PEAK", "AgentRecorder"]
+
 # a gap shorter than this is jitter in frame delivery, not silence
 _GAP_TOLERANCE_S = 0.03
 # frames quieter than this (int16 peak) do not count as the agent speaking
-_VOICE_PEAK = 300
+VOICE_PEAK = 300
 
 
 class AgentRecorder:
+    """Reads the agent's first audio track (``attach``) and writes it to ``output`` and/or
+    ``sink``; ``on_voice(began_at)`` is called for every frame with speech in it
+    (``began_at``: ``time.monotonic()`` when the frame started to play)."""
+
     def __init__(
         self,
         output: str | None,
         *,
         t0: float | None = None,
         sink: Callable[[Any], None] | None = None,
+        on_voice: Callable[[float], None] | None = None,
     ) -> None:
         self._path = output
-        self._writer: WavWriter | None = None
+        # opened now: rate and channels come with the first frame
+        self._writer: WavWriter | None = WavWriter(output) if output else None
         self._sink = sink
+        self._on_voice = on_voice
         self._group = gevent.pool.Group()
         self.t0 = t0 if t0 is not None else time.monotonic()
         self.rate: int | None = None
@@ -44,14 +55,15 @@ class AgentRecorder:
         self.last_voice_at: float | None = None
         self.voiced_s = 0.0
         self._streams: list[rtc.AudioStream] = []
+        self._closed = False
 
     def attach(self, publication: Any) -> None:
         """Start recording a track the agent published (the first audio track wins)."""
-        if self.rate is not None or int(publication.kind) != int(rtc.TrackKind.KIND_AUDIO):
+        if self._closed or self.rate is not None:
+            return
+        if int(publication.kind) != int(rtc.TrackKind.KIND_AUDIO):
             return
         self.rate = source_rate_of(publication.track) or 48000
-        if self._path:
-            self._writer = WavWriter(self._path, self.rate, 1)
         stream = rtc.AudioStream(publication.track, self.rate, 1)
         self._streams.append(stream)
         self._group.spawn(self._record, stream)
@@ -66,9 +78,11 @@ class AgentRecorder:
                 self._silence(began - self.written_s)
             self._write(frame)
             peak = int(np.abs(np.frombuffer(frame.data, dtype=np.int16)).max(initial=0))
-            if peak >= _VOICE_PEAK:
+            if peak >= VOICE_PEAK:
                 self.last_voice_at = now
                 self.voiced_s += duration
+                if self._on_voice is not None:
+                    self._on_voice(now - duration)
 
     def _silence(self, seconds: float) -> None:
         assert self.rate is not None
@@ -84,7 +98,10 @@ class AgentRecorder:
             self._sink(frame)
 
     def close(self) -> None:
-        """Stop, pad the file with the silence up to now, and finish it."""
+        """Stop, pad the file with the silence up to now, and finish it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         for stream in self._streams:
             stream.close()
         self._group.join(timeout=2)
@@ -94,7 +111,6 @@ class AgentRecorder:
             if tail > _GAP_TOLERANCE_S:
                 self._silence(tail)
         if self._writer is not None:
+            # without any frame (the agent never spoke) this leaves an empty 48 kHz mono WAV
             self._writer.close()
             logger.debug("wrote {:.2f} s of agent audio to {}", self.written_s, self._path)
-        elif self._path:  # the agent never published audio: still leave a valid (empty) file
-            WavWriter(self._path, 48000, 1).close()

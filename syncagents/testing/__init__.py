@@ -5,6 +5,8 @@
 - ``FakeVAD``, ``FakeSTT``, ``FakeLLM``, ``FakeTTS``: scripted plugins with latencies, built
   like real plugins (so they double as examples).
 - ``LocalRoom``: the in-process room ``syncagents console`` runs agents in.
+- ``converse(entrypoint, inputs=[...])``: run an agent on audio files and chat messages and
+  get the ``Conversation`` back (turns with user text, agent text and latency).
 - ``LiveKitServer``: a real ``livekit-server`` on loopback, for tests of a whole agent over
   real WebRTC (found on the machine or built once from its Go module).
 
@@ -17,6 +19,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "Conversation": "conversation",
+    "converse": "conversation",
     "DispatchServer": "dispatch_server",
     "FakeVAD": "fakes",
     "FakeSTT": "fakes",

@@ -16,6 +16,14 @@ worker's own ``JS_SUCCESS`` instead of recording one itself.
 Fault injection: :meth:`drop_connections`, :meth:`stop` then :meth:`start` on the same port,
 :meth:`send_raw` (e.g. a non-protobuf frame), ``reject_auth`` (401 for every upgrade),
 ``answer_pings`` (``False``: WebSocket pings go unanswered).
+
+Rooms: there is no media server behind the double, so each assignment carries a ``local://``
+URL (in the ``url`` field a real server leaves empty) naming a :class:`LocalRoom` of this
+process; ``JobContext.connect()`` joins that room (checking the job token as a server
+would), so a whole agent runs against the double when the worker runs in the same process.
+The test plays the user through the job's handle: ``job.local_room``, ``job.user_says(audio)``,
+``job.user_sends(text)``, ``job.transcript``, ``job.user_leaves()``. ``local_rooms=False``
+sends assignments without a URL, exactly like livekit-server.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
 import gevent.event
@@ -35,6 +43,7 @@ from livekit.protocol import agent as proto
 from livekit.protocol import models
 from loguru import logger
 
+from ._local_urls import register_local_room, unregister_local_room
 from ._ws_server import (
     OP_BINARY,
     OP_TEXT,
@@ -45,7 +54,18 @@ from ._ws_server import (
     upgrade_response,
 )
 
-__all__ = ["AGENT_NAME_ATTRIBUTE", "DispatchServer", "JobHandle", "RegisteredWorker"]
+__all__ = [
+    "AGENT_NAME_ATTRIBUTE",
+    "DispatchServer",
+    "JobHandle",
+    "LocalJobRoom",
+    "RegisteredWorker",
+]
+
+if TYPE_CHECKING:
+    from ..console.feeder import UserAudio
+    from ..console.session import ConsoleSession, Turn
+    from .local_room import LocalRoom
 
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
 T = TypeVar("T")
@@ -146,6 +166,8 @@ class JobHandle:
         self.assigned_at = 0.0
         self.running_at = 0.0
         self.ended_at = 0.0
+        self.url = ""  # the room URL of the assignment (``local://...`` with local rooms)
+        self._local: LocalJobRoom | None = None
 
     @property
     def id(self) -> str:
@@ -223,13 +245,175 @@ class JobHandle:
         )
 
     def terminate(self) -> None:
+        """Send ``termination`` for this job (see :meth:`DispatchServer.terminate`)."""
         self._server.terminate(self.id)
+
+    # -- the job's local room: the test is the user -----------------------------------------
+    def _local_room(self) -> LocalJobRoom:
+        if self._local is None:
+            if self.outcome == "pending":
+                raise RuntimeError(f"job {self.id} is not assigned yet (wait_assigned() first)")
+            raise RuntimeError(
+                f"job {self.id} has no local room (outcome {self.outcome!r}; rooms need "
+                "DispatchServer(local_rooms=True))"
+            )
+        return self._local
+
+    @property
+    def local_room(self) -> LocalRoom:
+        """The :class:`LocalRoom` the job's ``ctx.connect()`` joins (after the assignment).
+        Its user is the test: ``user_source`` is the microphone, ``send_chat`` the chat."""
+        return self._local_room().room
+
+    @property
+    def session(self) -> ConsoleSession:
+        """The user's side of the local room (the console's machinery): ``lines``,
+        ``turns``, ``recorder`` (the agent's audio)."""
+        return self._local_room().session
+
+    def wait_connected(self, timeout: float | None = 10.0) -> JobHandle:
+        """Until the agent joined the job's local room."""
+        self.wait_assigned(timeout)
+        if not self.local_room.joined.wait(timeout):
+            raise TimeoutError(f"the agent of job {self.id} did not join within {timeout} s")
+        return self
+
+    def user_says(
+        self, audio: str | UserAudio, *, timeout: float | None = 60.0, idle_timeout: float = 2.0
+    ) -> Turn:
+        """The user says ``audio`` (a file PyAV reads, or ``console.UserAudio``) once the
+        agent is done greeting, and waits until it answered and was quiet ``idle_timeout`` s.
+        Returns the :class:`Turn`; ``TimeoutError`` after ``timeout`` s."""
+        from ..console.feeder import UserAudio, load_audio
+
+        clip = audio if isinstance(audio, UserAudio) else load_audio(audio)
+        local = self._local_room()
+        return local.run(lambda check: local.session.say(clip, check, idle_timeout), timeout)
+
+    def user_sends(
+        self, text: str, *, timeout: float | None = 60.0, idle_timeout: float = 2.0
+    ) -> Turn:
+        """The user sends ``text`` as a chat message; like :meth:`user_says`."""
+        local = self._local_room()
+        return local.run(lambda check: local.session.send(text, check, idle_timeout), timeout)
+
+    def user_leaves(self) -> None:
+        """The user hangs up (an agent connected with ``AutoDisconnect.ROOM_EMPTY`` ends)."""
+        self.local_room.user_leaves()
+
+    @property
+    def transcript(self) -> list[tuple[str, str]]:
+        """The conversation so far, ``(who, text)`` lines (``user`` / ``agent``)."""
+        return list(self.session.lines) if self._local is not None else []
 
     def __repr__(self) -> str:
         return (
             f"JobHandle(id={self.id!r}, room={self.room!r}, outcome={self.outcome!r}, "
             f"status={proto.JobStatus.Name(self.status)}, error={self.error!r})"
         )
+
+
+class LocalJobRoom:
+    """The local room of one assigned job and the user in it, registered at a ``local://``
+    URL; both are made on first use (a job that never joins costs no media objects)."""
+
+    def __init__(
+        self,
+        server: DispatchServer,
+        handle: JobHandle,
+        answer: proto.AvailabilityResponse,
+        attributes: dict[str, str],
+    ) -> None:
+        self._server = server
+        self._handle = handle
+        self._answer = answer
+        self._attributes = attributes
+        self._room: LocalRoom | None = None
+        self._session: ConsoleSession | None = None
+        self.url = register_local_room(lambda: self.room, key=f"{server.node_id}/{handle.id}")
+
+    @property
+    def room(self) -> LocalRoom:
+        """The room (made now if it was not)."""
+        if self._room is None:
+            from ..console.session import ConsoleSession
+            from .local_room import LocalRoom
+
+            job = self._handle.job
+            answer = self._answer
+            identity = answer.participant_identity or f"agent-{job.id}"
+            user = job.participant.identity if job.HasField("participant") else "user"
+            room = LocalRoom(
+                job.room.name,
+                user_identity=user or "user",
+                agent_identity=identity,
+                agent_name=answer.participant_name,
+                agent_metadata=answer.participant_metadata,
+                agent_attributes=self._attributes,
+                token_check=self._check_token,
+            )
+            self._room = room
+            # made with the room, so it sees everything the agent publishes
+            self._session = ConsoleSession(room, agent_running=lambda: not self._handle.ended)
+        return self._room
+
+    @property
+    def session(self) -> ConsoleSession:
+        """The user's side of the room."""
+        self.room  # noqa: B018  (makes the session with the room)
+        assert self._session is not None
+        return self._session
+
+    def _check_token(self, token: str) -> None:
+        # what livekit-server checks before letting a participant in: signed with the
+        # server's secret, a grant to join this very room
+        from livekit import api
+
+        from .. import rtc
+
+        try:
+            claims = api.TokenVerifier(self._server.api_key, self._server.api_secret).verify(token)
+        except Exception as exc:
+            raise rtc.ConnectError(f"local room {self.url}: invalid token ({exc})") from None
+        video = claims.video
+        if video is None or not video.room_join or video.room != self._handle.room:
+            raise rtc.ConnectError(
+                f"local room {self.url}: the token does not grant joining {self._handle.room!r}"
+            )
+
+    def run(self, step: Callable[[Callable[[], None]], T], timeout: float | None) -> T:
+        """Run one of the session's blocking steps with a deadline; the job's end stops it
+        early (the step's turn is returned as it is then)."""
+        from ..console.session import Stopped
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def check() -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise Stopped("timeout")
+            if self._handle.ended:
+                raise Stopped("job ended")
+
+        session = self.session
+        before = len(session.turns)
+        try:
+            return step(check)
+        except Stopped as stopped:
+            if stopped.reason == "timeout":
+                raise TimeoutError(
+                    f"job {self._handle.id}: the user's turn was not over after {timeout} s"
+                ) from None
+            if len(session.turns) > before:
+                return session.turns[-1]  # type: ignore[return-value]
+            raise RuntimeError(f"job {self._handle.id} ended before the user's turn") from None
+
+    def close(self) -> None:
+        """Unregister the URL; close the user's side and the room."""
+        unregister_local_room(self.url)
+        if self._session is not None:
+            self._session.close()
+        if self._room is not None:
+            self._room.close()
 
 
 class _Conn:
@@ -371,6 +555,7 @@ class DispatchServer:
         port: int = 0,
         register_timeout: float = 10.0,
         availability_timeout: float = 10.0,
+        local_rooms: bool = True,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret or secrets.token_urlsafe(24)
@@ -383,6 +568,7 @@ class DispatchServer:
         self.reject_auth = False
         self.answer_pings = True
         self.drop_after_register = False  # fault: accept a registration, then hang up at once
+        self.local_rooms = local_rooms  # assignments carry a local:// room URL (module doc)
         self.registrations: list[proto.RegisterWorkerRequest] = []
         self.jobs: dict[str, JobHandle] = {}
         self.auth_failures = 0
@@ -414,8 +600,12 @@ class DispatchServer:
         self._handlers.kill(block=True, timeout=1)
 
     def close(self) -> None:
+        """Stop, end the dispatches under way and close the jobs' local rooms."""
         self.stop()
         self._group.kill(block=True, timeout=2)
+        for handle in list(self.jobs.values()):
+            if handle._local is not None:
+                handle._local.close()
 
     def __enter__(self) -> DispatchServer:
         return self.start()
@@ -607,12 +797,15 @@ class DispatchServer:
         job.state.participant_identity = answer.participant_identity
         job.state.status = proto.JS_RUNNING
         worker.running_jobs.add(job.id)
+        assignment = proto.JobAssignment(job=job, token=handle.token)
+        if self.local_rooms:
+            if handle._local is None:  # a job offered again keeps its room
+                handle._local = LocalJobRoom(self, handle, answer, attributes)
+            handle.url = assignment.url = handle._local.url
         handle.outcome = "assigned"
         handle.assigned_at = time.time()
         try:
-            conn.send(
-                proto.ServerMessage(assignment=proto.JobAssignment(job=job, token=handle.token))
-            )
+            conn.send(proto.ServerMessage(assignment=assignment))
         except OSError:
             pass  # the worker is gone; its job state says what it last reported
         self._changes.notify()

@@ -6,6 +6,11 @@ the remote participant ``user`` publishes a real ``LocalAudioTrack`` fed by an
 ``rtc.AudioSource`` (48 kHz mono, like a WebRTC microphone), so the agent reads it with a
 plain ``rtc.AudioStream``; tracks the agent publishes can be read the same way. The console
 runs agents here; tests use it to drive an agent end to end.
+
+``local://`` URLs name local rooms of this process: :func:`register_local_room` hands one out,
+and a ``JobContext`` whose URL is one joins that room instead of a LiveKit server
+(:func:`open_local_room`). That is how a job dispatched by ``DispatchServer`` runs a whole
+agent with no server: the double puts such a URL in the job's assignment.
 """
 
 from __future__ import annotations
@@ -19,10 +24,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.pool
 from loguru import logger
 
 from .. import rtc
+from ._local_urls import (
+    LOCAL_URL_PREFIX,
+    open_local_room,
+    register_local_room,
+    unregister_local_room,
+)
+
+__all__ = [
+    "CHAT_TOPIC",
+    "LOCAL_URL_PREFIX",
+    "USER_RATE",
+    "LocalAgentParticipant",
+    "LocalPublication",
+    "LocalRemoteParticipant",
+    "LocalRoom",
+    "open_local_room",
+    "register_local_room",
+    "unregister_local_room",
+]
 
 USER_RATE = 48000
 CHAT_TOPIC = "lk-chat-topic"  # the topic livekit's chat components use
@@ -48,6 +73,7 @@ class LocalPublication:
     mime_type: str = "audio/opus"
 
     def set_subscribed(self, subscribed: bool) -> None:
+        """Record the subscription (media flows locally either way)."""
         self.subscribed = subscribed
 
 
@@ -80,6 +106,7 @@ class LocalAgentParticipant:
     def publish_track(
         self, track: Any, options: Any = None, *, timeout: float | None = None
     ) -> LocalPublication:
+        """Publish ``track``; the user subscribes to it at once (``track_listeners`` see it)."""
         source = getattr(options, "source", 0) or rtc.TrackSource.SOURCE_MICROPHONE
         pub = LocalPublication(track=track, name=getattr(track, "name", ""), source=source)
         self.track_publications[pub.sid] = pub
@@ -91,6 +118,7 @@ class LocalAgentParticipant:
         return pub
 
     def unpublish_track(self, track_sid: str, *, timeout: float | None = None) -> None:
+        """Unpublish the track ``track_sid``."""
         pub = self.track_publications.pop(track_sid, None)
         if pub is not None:
             self._room._emit("local_track_unpublished", pub)
@@ -104,17 +132,21 @@ class LocalAgentParticipant:
         topic: str = "",
         timeout: float | None = None,
     ) -> None:
+        """Send data: kept in the room's ``data_sent`` as ``(topic, bytes)``."""
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         self._room.data_sent.append((topic, data))
 
     def publish_transcription(self, transcription: Any, *, timeout: float | None = None) -> None:
+        """Hand ``transcription`` to the room's ``transcription_listeners``."""
         for listener in list(self._room.transcription_listeners):
             listener(transcription)
 
     def set_metadata(self, metadata: str, *, timeout: float | None = None) -> None:
+        """Set the agent's metadata."""
         self.metadata = metadata
 
     def set_attributes(self, attributes: dict[str, str], *, timeout: float | None = None) -> None:
+        """Add or change the agent's attributes."""
         self.attributes.update(attributes)
 
     def __repr__(self) -> str:
@@ -127,7 +159,10 @@ class LocalRoom:
     ``user_source`` is the user's microphone: capture 48 kHz mono frames into it (the console
     plays a WAV file or a microphone there). ``send_chat(text)`` delivers a chat message
     (``data_received`` on the chat topic). ``transcription_listeners`` and
-    ``track_listeners`` see what the agent publishes.
+    ``track_listeners`` see what the agent publishes, ``assistant_listeners`` every
+    ``VoiceAssistant`` started in the room (also kept in ``assistants``); ``joined`` is set
+    once the agent connected. ``token_check(token)``, when given, vets the token ``connect``
+    gets (raise to refuse it, as a server would).
     """
 
     def __init__(
@@ -137,6 +172,10 @@ class LocalRoom:
         user_identity: str = "user",
         agent_identity: str = "agent",
         user_queue_ms: int = 100,
+        agent_name: str = "",
+        agent_metadata: str = "",
+        agent_attributes: dict[str, str] | None = None,
+        token_check: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.sid = _sid("RM")
@@ -150,18 +189,25 @@ class LocalRoom:
         self.user_track = rtc.LocalAudioTrack.create_audio_track("microphone", self.user_source)
         self.user_publication = LocalPublication(track=self.user_track, name="microphone")
         self._local = LocalAgentParticipant(self, agent_identity)
+        self._local.name = agent_name or agent_identity
+        self._local.metadata = agent_metadata
+        self._local.attributes = dict(agent_attributes or {})
+        self._token_check = token_check
         self._remote: dict[str, LocalRemoteParticipant] = {}
         self.transcription_listeners: list[Callable[[Any], None]] = []
         self.track_listeners: list[Callable[[LocalPublication], None]] = []
+        self.assistant_listeners: list[Callable[[Any], None]] = []
         self.assistants: list[Any] = []
         self.data_sent: list[tuple[str, bytes]] = []
         self.connected_at: float | None = None
+        self.joined = gevent.event.Event()  # set once the agent has connected
 
     # -- the facade surface -------------------------------------------------------------------
     def _set_spawner(self, spawner: Callable[..., Any] | None) -> None:
         self._spawner = spawner
 
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        """Register ``callback`` for ``event`` (usable as a decorator), like ``rtc.Room.on``."""
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             self._handlers.setdefault(event, []).append(fn)
             return fn
@@ -169,6 +215,7 @@ class LocalRoom:
         return register(callback) if callback is not None else register
 
     def off(self, event: str, callback: Callable[..., Any]) -> None:
+        """Remove a handler registered with :meth:`on`."""
         if callback in self._handlers.get(event, []):
             self._handlers[event].remove(callback)
 
@@ -178,13 +225,17 @@ class LocalRoom:
         """Join; the user joins right after and publishes its microphone track."""
         if self._connected:
             return
+        if self._token_check is not None:
+            self._token_check(token)
         self._connected = True
         self.connected_at = time.monotonic()
+        self.joined.set()
         self._emit("connection_state_changed", rtc.ConnectionState.CONN_CONNECTED)
         self._emit("connected")
         self._user_joins()
 
     def disconnect(self, timeout: float | None = 10) -> None:
+        """Leave: ``disconnected`` for the agent's handlers."""
         if not self._connected:
             return
         self._connected = False
@@ -192,22 +243,26 @@ class LocalRoom:
         self._emit("disconnected", rtc.DisconnectReason.CLIENT_INITIATED)
 
     def isconnected(self) -> bool:
+        """The agent is in the room."""
         return self._connected
 
     @property
     def connection_state(self) -> int:
+        """``rtc.ConnectionState`` as an int."""
         if self._connected:
             return int(rtc.ConnectionState.CONN_CONNECTED)
         return int(rtc.ConnectionState.CONN_DISCONNECTED)
 
     @property
     def local_participant(self) -> LocalAgentParticipant:
+        """The agent (after :meth:`connect`)."""
         if not self._connected:
             raise RuntimeError("cannot access local participant before connecting")
         return self._local
 
     @property
     def remote_participants(self) -> dict[str, LocalRemoteParticipant]:
+        """Identity → participant: the user, while in the room."""
         return dict(self._remote)
 
     # -- the user's side ----------------------------------------------------------------------
@@ -245,7 +300,16 @@ class LocalRoom:
         self._emit("data_received", packet)
 
     def _on_assistant_started(self, assistant: Any) -> None:
+        # called by VoiceAssistant.start (rooms that have this hook): the console follows the
+        # assistant's turns and speeches through it
         self.assistants.append(assistant)
+        for listener in list(self.assistant_listeners):
+            listener(assistant)
+
+    @property
+    def agent_publications(self) -> list[LocalPublication]:
+        """The tracks the agent has published (also before a listener was added)."""
+        return list(self._local.track_publications.values())
 
     def close(self) -> None:
         """Disconnect and release the user's media objects."""
@@ -274,5 +338,3 @@ class LocalRoom:
 
     def __repr__(self) -> str:
         return f"LocalRoom(name={self.name!r}, connected={self._connected})"
-
-

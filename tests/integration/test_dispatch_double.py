@@ -103,7 +103,7 @@ def _session(url: str, key: str, secret: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def sessions(livekit_server: LiveKitServer) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     real = _session(livekit_server.url, livekit_server.api_key, livekit_server.api_secret)
-    with DispatchServer() as double:
+    with DispatchServer(local_rooms=False) as double:  # what livekit-server sends, exactly
         fake = _session(double.url, double.api_key, double.api_secret)
     yield real, fake
 
