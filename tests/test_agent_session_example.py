@@ -85,3 +85,16 @@ def test_spoken_conversation_from_the_sample_file(tmp_path: Path) -> None:
     assert agent[1].startswith("Let me check.")
     assert "Hello, I am Echo. Say something and I will repeat it." in agent[2:]
     assert out.stat().st_size > 44
+
+
+def test_the_example_in_converse() -> None:
+    from syncagents.testing import converse
+
+    opts, example = load()
+    assert opts.entrypoint_fnc is not None
+    talk = converse(opts.entrypoint_fnc, inputs=["What is the weather in Paris?"],
+                    prewarm=opts.prewarm_fnc, timeout=90)
+    celsius, conditions = example.made_up_weather("Paris")
+    assert talk.greeting == "Hello, I am Ada. Ask me about the weather."
+    assert talk.turns[0].user_text == "What is the weather in Paris?"
+    assert f"It is {conditions} and {celsius} degrees in Paris." in talk.turns[0].agent_text
