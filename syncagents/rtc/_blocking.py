@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from .. import _bridge
 from ._registry import facade
@@ -73,3 +74,40 @@ class BlockingProxy:
 def mirror(name: str, doc: str) -> Any:
     """A read-only property showing the livekit object's attribute ``name`` (plain data)."""
     return property(lambda self: getattr(self._lk, name), doc=doc)
+
+
+class BlockingStream:
+    """A facade stream read with a plain ``for`` loop: the iterator protocol, ``next(timeout=)``,
+    ``close()`` (from any greenlet: a loop waiting on it ends) and ``with`` use, over the
+    ``_bridge.BlockingIterator`` a subclass stores in ``self._it``."""
+
+    _it: _bridge.BlockingIterator[Any]
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return self._it.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next item; ``TimeoutError`` after ``timeout`` s without one."""
+        return self._it.next(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the stream; a loop waiting on it ends (any greenlet)."""
+        self._it.close()
+
+    def __del__(self) -> None:
+        # an abandoned stream must not keep its pump and livekit task alive forever
+        it = self.__dict__.get("_it")
+        if it is not None:
+            it.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_S = TypeVar("_S", bound=BlockingStream)

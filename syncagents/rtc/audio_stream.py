@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from .. import _bridge
-from ._blocking import lk, track_for_exit, unwrap
+from ._blocking import BlockingStream, lk, track_for_exit, unwrap
 
 # Frames (10 ms each) buffered between the loop and the reading greenlet before the pump
 # stops reading: ~0.64 s, enough to ride out a busy hub without growing without bound.
 _BUFFER_FRAMES = 64
 
 
-class AudioStream:
+class AudioStream(BlockingStream):
     """Blocking iterator of ``AudioFrameEvent`` from an audio track.
 
     ``close()`` (from any greenlet) ends a loop waiting on the stream; also a context manager.
@@ -84,27 +83,3 @@ class AudioStream:
     def num_channels(self) -> int:
         return self._num_channels
 
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        return self._it.next()
-
-    def next(self, timeout: float | None = None) -> Any:
-        """The next ``AudioFrameEvent``; ``TimeoutError`` after ``timeout`` s without one."""
-        return self._it.next(timeout=timeout)
-
-    def close(self) -> None:
-        self._it.close()
-
-    def __del__(self) -> None:
-        # an abandoned stream must not keep its pump and livekit task alive forever
-        it = self.__dict__.get("_it")
-        if it is not None:
-            it.close()
-
-    def __enter__(self) -> AudioStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

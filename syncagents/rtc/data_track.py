@@ -8,12 +8,11 @@ loop); ``local_participant.publish_data_track(name=)`` gives a ``LocalDataTrack`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from .. import _bridge
 from . import _registry
-from ._blocking import lk
+from ._blocking import BlockingStream, lk
 
 DataTrackFrame = lk.DataTrackFrame
 DataTrackInfo = lk.DataTrackInfo
@@ -96,7 +95,7 @@ def _closer(holder: list[Any]) -> Any:
     return close
 
 
-class DataTrackStream:
+class DataTrackStream(BlockingStream):
     """Frames of a subscribed data track; ``close()`` (any greenlet) unsubscribes and ends a
     loop waiting on it; also a context manager. ``rtc.SubscribeDataTrackError`` at the end if
     the subscription failed."""
@@ -112,30 +111,6 @@ class DataTrackStream:
             open_stream, maxsize=_BUFFER_FRAMES, on_close=_closer(holder)
         )
 
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        return self._it.next()
-
-    def next(self, timeout: float | None = None) -> Any:
-        """The next frame; ``TimeoutError`` after ``timeout`` s without one."""
-        return self._it.next(timeout=timeout)
-
-    def close(self) -> None:
-        """Unsubscribe; a loop waiting on the stream ends."""
-        self._it.close()
-
-    def __del__(self) -> None:
-        it = self.__dict__.get("_it")
-        if it is not None:
-            it.close()
-
-    def __enter__(self) -> DataTrackStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 _registry.register_type(lk.LocalDataTrack, LocalDataTrack)

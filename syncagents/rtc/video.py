@@ -8,11 +8,10 @@ instead of pushing back, so there is no queue to block on. ``VideoStream`` mirro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from .. import _bridge
-from ._blocking import lk, track_for_exit, unwrap
+from ._blocking import BlockingStream, lk, track_for_exit, unwrap
 
 # Frames buffered between the loop and the reading greenlet before the pump stops reading
 # (livekit's own queue, ``capacity``, holds the rest): half a second at 30 fps.
@@ -64,7 +63,7 @@ class VideoSource:
             self._lk._ffi_handle.dispose()
 
 
-class VideoStream:
+class VideoStream(BlockingStream):
     """Blocking iterator of ``VideoFrameEvent`` (``frame``, ``timestamp_us``, ``rotation``)
     from a video track; ``format`` (an ``rtc.VideoBufferType``) converts every frame.
 
@@ -121,28 +120,3 @@ class VideoStream:
         self._it.close()
         await self._aclose()
 
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        return self._it.next()
-
-    def next(self, timeout: float | None = None) -> Any:
-        """The next ``VideoFrameEvent``; ``TimeoutError`` after ``timeout`` s without one."""
-        return self._it.next(timeout=timeout)
-
-    def close(self) -> None:
-        """Stop the stream; a loop waiting on it ends (any greenlet)."""
-        self._it.close()
-
-    def __del__(self) -> None:
-        # an abandoned stream must not keep its pump and livekit task alive forever
-        it = self.__dict__.get("_it")
-        if it is not None:
-            it.close()
-
-    def __enter__(self) -> VideoStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
