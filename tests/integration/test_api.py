@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -35,6 +36,23 @@ def _no_secret(exc: BaseException, *secrets: str) -> None:
     for secret in secrets:
         assert secret not in text
     assert not re.search(r"eyJ[\w-]+\.[\w-]+\.", text), text
+
+
+def _wait_active(lkapi: api.LiveKitAPI, room: str, identity: str) -> None:
+    """Until the server holds ``identity`` ACTIVE (its transports up).
+
+    livekit-server 1.13.5 drops data the API sends to a participant that is still JOINED
+    (``SendDataMessage`` returns ErrDataChannelUnavailable; later versions queue it), and no
+    event tells the API side when the state changes, so this polls the server's own answer.
+    """
+    deadline = time.monotonic() + CALL_TIMEOUT
+    req = api.RoomParticipantIdentity(room=room, identity=identity)
+    while True:
+        state = lkapi.room.get_participant(req).state
+        if state == api.ParticipantInfo.State.ACTIVE:
+            return
+        assert time.monotonic() < deadline, f"{identity} still in state {state}"
+        time.sleep(0.05)  # polling the server; it has no event for this
 
 
 def _room_names(lkapi: api.LiveKitAPI, *names: str) -> list[str]:
@@ -93,6 +111,7 @@ def test_send_data_reaches_the_user(
 ) -> None:
     name = room_name("api")
     alice = user_factory(name, "alice")
+    _wait_active(lkapi, name, "alice")
     payload = json.dumps({"hello": "from the server"})
     lkapi.room.send_data(
         api.SendDataRequest(
