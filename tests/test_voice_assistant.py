@@ -552,6 +552,57 @@ def test_say_with_iterator_and_queue_order(harnesses: list) -> None:
         h.assistant.say("Eight nine ten eleven twelve.").wait_for_playout(timeout=0.05)
 
 
+def test_say_an_llm_stream_speaks_its_text(harnesses: list) -> None:
+    h = Harness(transcripts=[], llm_=FakeLLM(["The answer is forty two."]))
+    harnesses.append(h)
+    h.ear.wait_listening()
+    ctx = llm.ChatContext().append(role="user", text="what is the answer")
+    handle = h.assistant.say(h.llm.chat(chat_ctx=ctx))
+    handle.wait_for_playout(timeout=WAIT)
+    assert not handle.interrupted and handle.committed_text == "The answer is forty two."
+    assert contents(h.assistant.chat_ctx) == [("assistant", "The answer is forty two.")]
+    assert h.ear.voiced_seconds() > 0
+
+
+def test_a_failing_speech_ends_only_that_speech(harnesses: list) -> None:
+    h = Harness(transcripts=["are you still there"], llm_=FakeLLM(["Yes, I am."]))
+    harnesses.append(h)
+    h.ear.wait_listening()
+
+    def broken() -> Any:
+        yield "One two. "
+        raise RuntimeError("the text source broke")
+
+    first = h.assistant.say(broken())
+    not_text = h.assistant.say(iter(["Three. ", 4]))  # type: ignore[list-item]
+    after = h.assistant.say("Five six seven.")
+    after.wait_for_playout(timeout=WAIT)
+    assert first.done and first.committed_text == "One two."
+    assert not_text.done and not_text.committed_text == "Three."
+    assert after.committed_text == "Five six seven."
+    # and the assistant still answers the user
+    h.mouth.speak(0.8)
+    _, (reply,) = h.wait("agent_speech_committed", 4)
+    assert reply.content == "Yes, I am."
+
+
+def test_start_raises_when_the_voice_cannot_be_published_and_can_be_retried() -> None:
+    room = LocalRoom()  # not connected: the agent has no participant to publish with
+    assistant = VoiceAssistant(vad=FakeVAD(), stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS())
+    try:
+        with pytest.raises(RuntimeError, match="before connecting"):
+            assistant.start(room)
+        assert not assistant.agent_speaking
+        room.connect()
+        published: list[Any] = []
+        room.track_listeners.append(published.append)
+        assistant.start(room)
+        assert [pub.name for pub in published] == ["assistant_voice"]
+    finally:
+        assistant.close()
+        room.close()
+
+
 def test_unknown_event_name_is_rejected() -> None:
     assistant = VoiceAssistant(vad=FakeVAD(), stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS())
     with pytest.raises(ValueError, match="unknown"):

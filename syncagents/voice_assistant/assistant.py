@@ -181,10 +181,12 @@ class VoiceAssistant(EventEmitter):
 
     @property
     def fnc_ctx(self) -> llm_mod.FunctionContext | None:
+        """The tools offered to the LLM on every reply, if any."""
         return self._fnc_ctx
 
     @property
     def llm(self) -> llm_mod.LLM:
+        """The LLM that writes the replies."""
         return self._llm
 
     @property
@@ -199,6 +201,7 @@ class VoiceAssistant(EventEmitter):
 
     @property
     def vad(self) -> vad_mod.VAD:
+        """The VAD that hears the user's speech."""
         return self._vad
 
     @property
@@ -234,21 +237,34 @@ class VoiceAssistant(EventEmitter):
 
     def start(self, room: Any, participant: Any = None) -> None:
         """Start listening to ``participant`` (a participant or an identity; default: the first
-        remote participant, now or when one joins) and publish the agent's voice. Returns at
-        once; the work runs in greenlets owned by the assistant."""
+        remote participant, now or when one joins) and publish the agent's voice.
+
+        Returns once the agent's track is published; the work then runs in greenlets owned
+        by the assistant. Raises what publishing raised (e.g. the room is not connected):
+        nothing is left running and ``start()`` may be called again."""
         if self._started:
             raise RuntimeError("VoiceAssistant already started")
         if self._closed:
             raise RuntimeError("VoiceAssistant is closed")
+        self._job_id = current_job_id() or self._job_id
+        output = AgentOutput(self._tts.sample_rate, self._tts.num_channels)
+        # before publishing: it watches for the first subscriber, which may come at once
+        transcriptions = TranscriptionPublisher(room, self._spawn) if self._transcription else None
+        try:
+            # blocking, so that an agent that could not publish its voice fails here, where
+            # the caller can act on it, instead of staying silent with a log line
+            output.publish(room)
+        except BaseException:
+            if transcriptions is not None:
+                transcriptions.close()
+            output.close()
+            raise
         self._started = True
         self._room = room
-        self._job_id = current_job_id() or self._job_id
-        self._output = AgentOutput(self._tts.sample_rate, self._tts.num_channels)
-        if self._transcription:
-            self._transcriptions = TranscriptionPublisher(room, self._spawn)
+        self._output = output
+        self._transcriptions = transcriptions
         for event in _ROOM_EVENTS:
             room.on(event, getattr(self, f"_on_{event}"))
-        self._spawn(self._publish_output)
         self._spawn(self._speech_loop)
 
         if participant is not None:
@@ -266,13 +282,16 @@ class VoiceAssistant(EventEmitter):
 
     def say(
         self,
-        source: str | Iterable[str],
+        source: str | Iterable[str] | llm_mod.LLMStream,
         allow_interruptions: bool = True,
         add_to_chat_ctx: bool = True,
     ) -> SpeechHandle:
-        """Queue a speech (a text, or an iterator of text chunks such as an LLM stream's
-        text). It plays after the speeches queued before it, whether or not the user talks;
-        synthesis starts now. Returns at once."""
+        """Queue a speech: a text, an iterator of text chunks, or an ``llm.LLMStream`` (its
+        text is spoken; tool calls in it are not run). It plays after the speeches queued
+        before it, whether or not the user talks; synthesis starts now. Returns at once.
+
+        A failure inside the speech (its source raising, the TTS failing) ends that speech
+        with what it said so far, logged; the assistant goes on with the next one."""
         if self._closed:
             raise RuntimeError("VoiceAssistant is closed")
         handle = SpeechHandle(
@@ -333,14 +352,7 @@ class VoiceAssistant(EventEmitter):
     def _emit(self, event: Any, *args: Any) -> None:
         self.emit(event, *args)
 
-    def _publish_output(self) -> None:
-        assert self._output is not None
-        try:
-            self._output.publish(self._room)
-        except Exception as exc:
-            logger.opt(exception=True).error("could not publish the assistant's track: {}", exc)
-
-    def _synthesize(self, source: TextSource) -> SpeechSynthesis:
+    def _synthesize(self, source: TextSource | llm_mod.LLMStream) -> SpeechSynthesis:
         before: Callable[[TextSource], Any] | None = None
         if self._before_tts_cb is not None:
             before = functools.partial(self._before_tts_cb, self)
@@ -642,24 +654,49 @@ class VoiceAssistant(EventEmitter):
         assert self._output is not None
         output = self._output
         for handle in self._queue:
-            if handle.done:
-                continue
-            if handle._interrupted or handle._cancelled:
-                self._finish(handle)
-                continue
-            self._current = handle
-            handle._current_since = time.monotonic()
-            # speech the user had already been making does not count towards interrupting it
-            self._overlap_base = self._speech_duration if self._endpointer.speaking else 0.0
-            handle._playout = self._spawn(
-                output.play,
-                handle,
-                functools.partial(self._on_first_frame, handle),
-                functools.partial(self._on_new_segment, handle),
-            )
-            handle._playout.join()
+            try:
+                self._play(output, handle)
+            except Exception as exc:
+                # one broken speech must not leave the assistant mute: it ends, the next plays
+                logger.opt(exception=True).error("speech {} failed: {}", handle.id, exc)
+                self._abandon(handle)
+            finally:
+                self._current = None
+
+    def _play(self, output: AgentOutput, handle: SpeechHandle) -> None:
+        """Play one speech from the queue to its end (or interruption) and commit it."""
+        if handle.done:
+            return
+        if handle._interrupted or handle._cancelled:
             self._finish(handle)
-            self._current = None
+            return
+        self._current = handle
+        handle._current_since = time.monotonic()
+        # speech the user had already been making does not count towards interrupting it
+        self._overlap_base = self._speech_duration if self._endpointer.speaking else 0.0
+        handle._playout = self._spawn(
+            output.play,
+            handle,
+            functools.partial(self._on_first_frame, handle),
+            functools.partial(self._on_new_segment, handle),
+        )
+        handle._playout.join()
+        self._finish(handle)
+
+    def _abandon(self, handle: SpeechHandle) -> None:
+        """A speech whose playout or commit failed: stop what is left of it and mark it done
+        so that waiters return and the next speech plays."""
+        playout = handle._playout
+        if playout is not None and not playout.dead:
+            playout.kill(block=True, timeout=5)
+        if handle._synthesis is not None:
+            handle._synthesis.close()
+        if handle._started:
+            self._agent_speaking = False
+        if handle in self._replies:
+            self._replies.remove(handle)
+        self._handles.discard(handle)
+        handle._done.set()
 
     def _on_first_frame(self, handle: SpeechHandle) -> None:
         if handle._timings is not None:

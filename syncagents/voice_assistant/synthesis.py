@@ -17,21 +17,42 @@ import gevent
 import gevent.event
 from loguru import logger
 
+from .. import llm as llm_mod
 from .. import tts as tts_mod
 from .played_text import count_words
 
-__all__ = ["SpeechSynthesis", "TextSource"]
+__all__ = ["SpeechSynthesis", "TextSource", "llm_text"]
 
 TextSource = Union[str, Iterable[str]]
 BeforeTTS = Callable[[TextSource], Any]
 Spawner = Callable[..., gevent.Greenlet]
 
 
+def llm_text(stream: llm_mod.LLMStream) -> Iterator[str]:
+    """The text of an LLM stream's chunks, as ``say(llm_stream)`` speaks it; the stream is
+    closed at the end. Tool calls in it are not run (a reply runs its tools, a ``say()``
+    only speaks): they are logged and dropped, as livekit-agents does."""
+    try:
+        for chunk in stream:
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    yield choice.delta.content
+    finally:
+        stream.close()
+    if stream.function_calls:
+        logger.warning(
+            "say(): the LLM stream asked for tools ({}); a say() does not run them",
+            ", ".join(call.name for call in stream.function_calls),
+        )
+
+
 class SpeechSynthesis:
+    """One speech's text, read from its source in a greenlet and fed to a TTS stream."""
+
     def __init__(
         self,
         tts: tts_mod.TTS,
-        source: TextSource,
+        source: TextSource | llm_mod.LLMStream,
         *,
         spawn: Spawner,
         before_tts: BeforeTTS | None = None,
@@ -56,13 +77,20 @@ class SpeechSynthesis:
     def request_id(self) -> str:
         return self.stream.request_id
 
-    def _record(self, source: TextSource) -> TextSource:
+    def _record(self, source: TextSource | llm_mod.LLMStream) -> TextSource:
         if isinstance(source, str):
             self._parts.append(source)
             return source
+        chunks = llm_text(source) if isinstance(source, llm_mod.LLMStream) else source
 
         def recording() -> Iterator[str]:
-            for chunk in source:
+            for chunk in chunks:
+                if not isinstance(chunk, str):
+                    # caught by _feed: this speech ends with what it said so far
+                    raise TypeError(
+                        "a speech's text source must yield str, got "
+                        f"{type(chunk).__name__}"
+                    )
                 if chunk:
                     self._parts.append(chunk)
                     yield chunk
@@ -77,7 +105,7 @@ class SpeechSynthesis:
         self.tts_words += count_words(text)
         self.stream.push_text(text)
 
-    def _feed(self, source: TextSource, before_tts: BeforeTTS | None) -> None:
+    def _feed(self, source: TextSource | llm_mod.LLMStream, before_tts: BeforeTTS | None) -> None:
         try:
             text = self._record(source)
             if before_tts is not None:
