@@ -1,10 +1,10 @@
 """Jobs: the request a worker is offered, and the context an entrypoint runs in.
 
-A job is one gevent ``Group``: the entrypoint greenlet, whatever ``ctx.spawn`` starts, and
-the room's event handlers all live there and carry the job id (so hub-block warnings name the
-job). :func:`run_job` drives one job from start to end and never lets its exceptions out; the
-worker calls it for every assignment, and the console runs a :class:`JobContext` built around
-a local room the same way, with no worker or server at all.
+A :class:`Job` is a job's life: its nursery (a ``JobScope``: the entrypoint greenlet,
+whatever it or ``ctx.spawn`` starts, and the room's event handlers all live there, carry the
+job id so hub-block warnings name the job, and die with it), its end, and the driver that
+runs the entrypoint and never lets its exceptions out. The worker runs one for every
+assignment, and the console one around a local room, with no worker or server at all.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AutoDisconnect",
     "AutoSubscribe",
+    "Job",
     "JobAcceptArguments",
     "JobContext",
     "JobRequest",
@@ -50,6 +51,12 @@ Entrypoint = Callable[["JobContext"], Any]
 
 
 class AutoSubscribe(str, enum.Enum):
+    """Which remote tracks ``JobContext.connect()`` subscribes to.
+
+    ``SUBSCRIBE_ALL`` (every track), ``SUBSCRIBE_NONE`` (none: subscribe yourself), ``AUDIO_ONLY``
+    or ``VIDEO_ONLY`` (each matching track, as its publication shows up).
+    """
+
     SUBSCRIBE_ALL = "subscribe_all"
     SUBSCRIBE_NONE = "subscribe_none"
     AUDIO_ONLY = "audio_only"
@@ -57,6 +64,12 @@ class AutoSubscribe(str, enum.Enum):
 
 
 class AutoDisconnect(str, enum.Enum):
+    """When a connected job leaves its room on its own, ending the job.
+
+    ``ROOM_EMPTY``: once no remote participant is left. ``PUBLISHER_LEFT``: once the job's publisher
+    left (``JT_PUBLISHER`` jobs). ``NONE``: stay until shutdown.
+    """
+
     ROOM_EMPTY = "room_empty"  # leave once no remote participant is left
     PUBLISHER_LEFT = "publisher_left"  # leave once the job's publisher left (JT_PUBLISHER)
     NONE = "none"  # stay until shutdown
@@ -86,18 +99,22 @@ class JobRequest:
 
     @property
     def id(self) -> str:
+        """The job's id."""
         return str(self.job.id)
 
     @property
     def room(self) -> models.Room:
+        """The room the job is for (protobuf ``Room``)."""
         return self.job.room
 
     @property
     def publisher(self) -> models.ParticipantInfo | None:
+        """The participant the job is for (``JT_PUBLISHER`` jobs), or ``None``."""
         return self.job.participant if self.job.HasField("participant") else None
 
     @property
     def agent_name(self) -> str:
+        """The agent name the job was dispatched to (empty for automatic dispatch)."""
         return str(self.job.agent_name)
 
     def accept(
@@ -202,17 +219,12 @@ class JobContext:
         self._url = url
         self._token = token
         self._room: Any = None
-        # the job's nursery: every greenlet started from the job's own, by any means
-        self._scope = JobScope(str(job.id), on_failure=self._on_greenlet_failure)
-        self._ended = gevent.event.Event()
-        self._end_reason = ""
-        self._error = ""
-        self._shutdown_callbacks: list[Callable[..., Any]] = []
+        # the job's life (nursery, end, shutdown callbacks, driver): see :class:`Job`
+        self._life = Job(self)
         self._participant_waiters: list[tuple[Callable[[Any], bool], gevent.event.AsyncResult]] = []
         self._auto_subscribe = AutoSubscribe.SUBSCRIBE_ALL
         self._auto_disconnect = AutoDisconnect.ROOM_EMPTY
         self._connected = False
-        self._end_deadline: float | None = None
         # the worker's credentials, for ``api`` (never logged; the repr leaves them out)
         self._api_key = api_key
         self._api_secret = api_secret
@@ -224,14 +236,17 @@ class JobContext:
     # -- identity ---------------------------------------------------------------------------
     @property
     def job_id(self) -> str:
+        """The job's id."""
         return str(self.job.id)
 
     @property
     def url(self) -> str:
+        """The server URL ``connect()`` joins the room on."""
         return self._url
 
     @property
     def token(self) -> str:
+        """The access token ``connect()`` joins the room with (issued for this job)."""
         return self._token
 
     # -- the room ---------------------------------------------------------------------------
@@ -263,7 +278,7 @@ class JobContext:
         set_spawner = getattr(room, "_set_spawner", None)
         if callable(set_spawner):
             # room event handlers become job greenlets: they carry the job id and die with it
-            set_spawner(self._spawn_raw)
+            set_spawner(self._life.scope.spawn)
         room.on("participant_connected", self._on_participant_connected)
         room.on("participant_disconnected", self._on_participant_disconnected)
         room.on("track_published", self._on_track_published)
@@ -359,7 +374,7 @@ class JobContext:
                 logger.opt(exception=True).warning("could not subscribe to {}", publication.sid)
 
     def _on_room_disconnected(self, *args: Any) -> None:
-        self._request_end("room disconnected")
+        self._life.request_end("room disconnected")
 
     # -- server API -------------------------------------------------------------------------
     @property
@@ -401,87 +416,48 @@ class JobContext:
                     "job {}: closing its server API client failed: {}", self.job_id, exc
                 )
 
-    # -- greenlets --------------------------------------------------------------------------
+    # -- greenlets ----------------------------------------------------------------------------
     def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
         """Run ``fn`` in a greenlet that belongs to this job: it carries the job id, its
         exceptions are logged (they do not end the job), and it is killed when the job ends."""
-        if self._ended.is_set():
-            raise RuntimeError(f"job {self.job_id} has ended")
-        return self._spawn_raw(_logged, self.job_id, fn, args, kwargs)
-
-    def _spawn_raw(self, fn: Callable[..., Any], *args: Any) -> Greenlet:
-        return self._scope.spawn(fn, *args)
-
-    def _on_greenlet_failure(self, exc: BaseException) -> None:
-        # An uncaught error in one of the job's greenlets (already logged with the job id).
-        # SystemExit and KeyboardInterrupt would have ended the process: they end the job.
-        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-            self._request_end("a greenlet raised " + type(exc).__name__, describe_error(exc))
+        return self._life.spawn(fn, *args, **kwargs)
 
     def greenlets(self) -> list[Greenlet]:
         """The job's greenlets still alive (everything started from the job, by anyone)."""
-        return self._scope.greenlets()
+        return self._life.scope.greenlets()
 
     # -- ending -----------------------------------------------------------------------------
     def add_shutdown_callback(self, fn: Callable[..., Any]) -> None:
         """``fn(reason)`` (or ``fn()``) runs when the job ends, before its greenlets are
         killed; each callback gets at most 5 s."""
-        self._shutdown_callbacks.append(fn)
+        self._life.add_shutdown_callback(fn)
 
     def shutdown(self, reason: str = "") -> None:
         """End the job (returns at once; the end runs in the job's driver)."""
-        self._request_end(reason or "shutdown requested")
+        self._life.request_end(reason or "shutdown requested")
 
     @property
     def shutdown_reason(self) -> str:
-        return self._end_reason
+        """Why the job is ending (e.g. ``"room empty"``); ``""`` until its end was requested."""
+        return self._life.reason
 
     def is_ended(self) -> bool:
-        return self._ended.is_set()
+        """Whether the job's end was requested (it is ending or has ended).
 
-    def _request_end(self, reason: str, error: str = "", budget: float | None = None) -> None:
-        # ``budget``: seconds the whole end (callbacks, leaving the room, killing greenlets)
-        # may still take — a drain that timed out must exit on time whatever the job does.
-        if budget is not None:
-            deadline = time.monotonic() + budget
-            if self._end_deadline is None or deadline < self._end_deadline:
-                self._end_deadline = deadline
-        if self._ended.is_set():
+        From then on ``spawn()`` raises ``RuntimeError``.
+        """
+        return self._life.ended
+
+    def _leave_room(self, timeout: float) -> None:
+        """Disconnect from the room if connected (the job is ending)."""
+        if not self._room_connected():
             return
-        self._end_reason = reason
-        if error:
-            self._error = error
-        self._ended.set()
-
-    def _time_left(self, limit: float) -> float:
-        """``limit``, or less when the job's end has a deadline."""
-        if self._end_deadline is None:
-            return limit
-        return max(0.0, min(limit, self._end_deadline - time.monotonic()))
-
-    def _run_shutdown_callbacks(self) -> None:
-        for cb in list(self._shutdown_callbacks):
-            args = (self._end_reason,) if _takes_one_argument(cb) else ()
-            g = self._scope.spawn(_logged, self.job_id, cb, args, {})
-            started = time.monotonic()
-            # in slices: a drain timeout may shorten the end while a callback runs
-            while not g.dead:
-                left = self._time_left(SHUTDOWN_CALLBACK_TIMEOUT - (time.monotonic() - started))
-                if left <= 0:
-                    break
-                g.join(timeout=min(left, 0.25))
-            if not g.dead:
-                cut_short = self._end_deadline is not None and time.monotonic() - started < (
-                    SHUTDOWN_CALLBACK_TIMEOUT
-                )
-                logger.bind(job_id=self.job_id).warning(
-                    "shutdown callback {} still running {}; killed",
-                    getattr(cb, "__qualname__", repr(cb)),
-                    "when the job's time to end ran out (drain timeout)"
-                    if cut_short
-                    else f"after {SHUTDOWN_CALLBACK_TIMEOUT:.0f} s",
-                )
-                g.kill(block=True, timeout=self._time_left(KILL_TIMEOUT) or 0.1)
+        try:
+            self._room.disconnect(timeout=timeout)
+        except Exception as exc:
+            logger.bind(job_id=self.job_id).warning(
+                "job {}: leaving the room failed: {}", self.job_id, exc
+            )
 
     def __repr__(self) -> str:
         return f"JobContext(job_id={self.job_id!r}, room={self.job.room.name!r})"
@@ -522,59 +498,164 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+class Job:
+    """One job's life: its context, its nursery, its end and the driver that runs it.
+
+    Every :class:`JobContext` has one (``Job.of(ctx)``). The worker and the console drive
+    jobs through it: :meth:`run` runs the entrypoint and blocks until the job ended;
+    :meth:`request_end` ends it from outside (server termination, drain timeout).
+    """
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.id = ctx.job_id
+        # the job's nursery: every greenlet started from the job's own, by any means
+        self.scope = JobScope(self.id, on_failure=self._on_greenlet_failure)
+        self.reason = ""
+        """Why the job is ending; ``""`` until its end was requested."""
+        self.error = ""
+        """The error the job failed with (``"<Type>: <message>"``); ``""`` if it did not."""
+        self._end_requested = gevent.event.Event()
+        self._deadline: float | None = None
+        self._callbacks: list[Callable[..., Any]] = []
+
+    @staticmethod
+    def of(ctx: JobContext) -> Job:
+        """The job a context belongs to."""
+        return ctx._life
+
+    @property
+    def ended(self) -> bool:
+        """The job's end was requested (it is ending or has ended)."""
+        return self._end_requested.is_set()
+
+    def wait_ended(self, timeout: float | None = None) -> bool:
+        """Block until the job's end is requested; False if ``timeout`` passed first."""
+        return bool(self._end_requested.wait(timeout))
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
+        """``fn`` in a job greenlet whose exceptions are logged with the job id (they do not
+        end the job); ``RuntimeError`` once the job's end was requested."""
+        if self.ended:
+            raise RuntimeError(f"job {self.id} has ended")
+        return self.scope.spawn(_logged, self.id, fn, args, kwargs)
+
+    def add_shutdown_callback(self, fn: Callable[..., Any]) -> None:
+        """``fn(reason)`` (or ``fn()``) runs first when the job ends; each gets at most 5 s."""
+        self._callbacks.append(fn)
+
+    def request_end(self, reason: str, error: str = "", budget: float | None = None) -> None:
+        """End the job (returns at once; :meth:`run` does the ending). The first reason
+        stays; ``error`` makes the job fail; ``budget``: seconds the whole end (callbacks,
+        leaving the room, killing greenlets) may still take — a drain that timed out must
+        exit on time whatever the job does. A later, shorter budget shortens an end under
+        way."""
+        if budget is not None:
+            deadline = time.monotonic() + budget
+            if self._deadline is None or deadline < self._deadline:
+                self._deadline = deadline
+        if self.ended:
+            return
+        self.reason = reason
+        if error:
+            self.error = error
+        self._end_requested.set()
+
+    def time_left(self, limit: float) -> float:
+        """``limit``, or less when the job's end has a deadline."""
+        if self._deadline is None:
+            return limit
+        return max(0.0, min(limit, self._deadline - time.monotonic()))
+
+    def _on_greenlet_failure(self, exc: BaseException) -> None:
+        # An uncaught error in one of the job's greenlets (already logged with the job id).
+        # SystemExit and KeyboardInterrupt would have ended the process: they end the job.
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            self.request_end("a greenlet raised " + type(exc).__name__, describe_error(exc))
+
+    def run(
+        self, entrypoint: Entrypoint, *, on_running: Callable[[], None] | None = None
+    ) -> JobResult:
+        """Run ``entrypoint(ctx)`` and block until the job ended; never raises for what the
+        job did.
+
+        The job ends when the entrypoint returned and the room is not connected, the room
+        disconnects, ``ctx.shutdown()`` or :meth:`request_end` is called. Then the shutdown
+        callbacks run, the room is left, every greenlet the job started is killed and its
+        server API client closed.
+        """
+        ctx, job_id = self.ctx, self.id
+        me = getcurrent()
+        previous = job_id_of(me)
+        bind_job_id(me, job_id)  # the driver's own work (callbacks, teardown) names the job too
+        log = logger.bind(job_id=job_id)
+        try:
+
+            def entry() -> None:
+                if on_running is not None:
+                    on_running()
+                try:
+                    entrypoint(ctx)
+                except gevent.GreenletExit:
+                    raise
+                except BaseException as exc:
+                    error = describe_error(exc)
+                    log.opt(exception=exc).error("job {} entrypoint raised {}", job_id, error)
+                    self.request_end("entrypoint raised", error)
+                    return
+                if not ctx._room_connected():
+                    self.request_end("entrypoint returned")
+
+            self.scope.spawn(entry)
+            self._end_requested.wait()
+            log.debug("job {} ending: {}", job_id, self.reason)
+            self._run_shutdown_callbacks()
+            # leave the room first, so nothing the job still runs talks to a room that is
+            # gone mid-call; then end every greenlet the job started, by whatever means
+            ctx._leave_room(timeout=self.time_left(DISCONNECT_TIMEOUT) or 0.1)
+            survivors = self.scope.close(timeout=self.time_left(KILL_TIMEOUT) or 0.1)
+            if survivors:
+                log.warning("job {}: {} greenlet(s) ignored the kill", job_id, len(survivors))
+            ctx._close_api()  # after the callbacks and greenlets that may still have used it
+            return JobResult(
+                job_id=job_id, failed=bool(self.error), error=self.error, reason=self.reason
+            )
+        finally:
+            bind_job_id(me, previous)
+
+    def _run_shutdown_callbacks(self) -> None:
+        for cb in list(self._callbacks):
+            args = (self.reason,) if _takes_one_argument(cb) else ()
+            g = self.scope.spawn(_logged, self.id, cb, args, {})
+            started = time.monotonic()
+            # in slices: a drain timeout may shorten the end while a callback runs
+            while not g.dead:
+                left = self.time_left(SHUTDOWN_CALLBACK_TIMEOUT - (time.monotonic() - started))
+                if left <= 0:
+                    break
+                g.join(timeout=min(left, 0.25))
+            if not g.dead:
+                cut_short = self._deadline is not None and time.monotonic() - started < (
+                    SHUTDOWN_CALLBACK_TIMEOUT
+                )
+                logger.bind(job_id=self.id).warning(
+                    "shutdown callback {} still running {}; killed",
+                    getattr(cb, "__qualname__", repr(cb)),
+                    "when the job's time to end ran out (drain timeout)"
+                    if cut_short
+                    else f"after {SHUTDOWN_CALLBACK_TIMEOUT:.0f} s",
+                )
+                g.kill(block=True, timeout=self.time_left(KILL_TIMEOUT) or 0.1)
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, {'ended: ' + self.reason if self.ended else 'running'})"
+
+
 def run_job(
     ctx: JobContext,
     entrypoint: Entrypoint,
     *,
     on_running: Callable[[], None] | None = None,
 ) -> JobResult:
-    """Run ``entrypoint(ctx)`` as a job and block until the job ended; never raises for
-    what the job did.
-
-    The job ends when the entrypoint returned and the room is not connected, the room
-    disconnects, ``ctx.shutdown()`` is called, or the owner calls ``ctx._request_end`` (server
-    termination, drain timeout). Then the shutdown callbacks run, the room is left and every
-    greenlet the job started is killed.
-    """
-    job_id = ctx.job_id
-    me = getcurrent()
-    previous = job_id_of(me)
-    bind_job_id(me, job_id)  # the driver's own work (callbacks, teardown) names the job too
-    log = logger.bind(job_id=job_id)
-    try:
-
-        def entry() -> None:
-            if on_running is not None:
-                on_running()
-            try:
-                entrypoint(ctx)
-            except gevent.GreenletExit:
-                raise
-            except BaseException as exc:
-                error = describe_error(exc)
-                log.opt(exception=exc).error("job {} entrypoint raised {}", job_id, error)
-                ctx._request_end("entrypoint raised", error)
-                return
-            if not ctx._room_connected():
-                ctx._request_end("entrypoint returned")
-
-        ctx._spawn_raw(entry)
-        ctx._ended.wait()
-        log.debug("job {} ending: {}", job_id, ctx._end_reason)
-        ctx._run_shutdown_callbacks()
-        # leave the room first, so nothing the job still runs talks to a room that is gone
-        # mid-call; then end every greenlet the job started, by whatever means
-        if ctx._room_connected():
-            try:
-                ctx._room.disconnect(timeout=ctx._time_left(DISCONNECT_TIMEOUT) or 0.1)
-            except Exception as exc:
-                log.warning("job {}: leaving the room failed: {}", job_id, exc)
-        survivors = ctx._scope.close(timeout=ctx._time_left(KILL_TIMEOUT) or 0.1)
-        if survivors:
-            log.warning("job {}: {} greenlet(s) ignored the kill", job_id, len(survivors))
-        ctx._close_api()  # after the callbacks and greenlets that may still have used it
-        return JobResult(
-            job_id=job_id, failed=bool(ctx._error), error=ctx._error, reason=ctx._end_reason
-        )
-    finally:
-        bind_job_id(me, previous)
+    """Run ``entrypoint(ctx)`` as a job and block until it ended: ``Job.of(ctx).run(...)``."""
+    return Job.of(ctx).run(entrypoint, on_running=on_running)

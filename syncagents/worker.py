@@ -2,7 +2,7 @@
 
 One process, one gevent hub. The connection greenlet owns the WebSocket reads; availability
 answers for the plain "accept everything" case go out inline from it (no greenlet switch), a
-``request_fnc`` runs in its own greenlet, and every job is driven by :func:`syncagents.job.run_job`
+``request_fnc`` runs in its own greenlet, and every job is driven by :class:`syncagents.job.Job`
 in a driver greenlet. Jobs survive reconnects: their state is re-sent after re-registering, and
 final updates that could not be sent wait for the next connection.
 """
@@ -27,7 +27,7 @@ from livekit.protocol import models
 from loguru import logger
 
 from ._ws import AgentConnection, CredentialsRejected, ProtocolViolation, mint_worker_token
-from .job import JobAcceptArguments, JobContext, JobRequest, run_job
+from .job import Job, JobAcceptArguments, JobContext, JobRequest
 from .log import redact
 from .runtime import bind_job_id
 from .version import __version__
@@ -69,6 +69,7 @@ class WorkerPermissions:
     hidden: bool = False
 
     def to_proto(self) -> models.ParticipantPermission:
+        """These permissions as the protobuf ``ParticipantPermission`` (with ``agent=True``)."""
         return models.ParticipantPermission(
             can_publish=self.can_publish,
             can_subscribe=self.can_subscribe,
@@ -146,15 +147,15 @@ class WorkerError(Exception):
 
 
 class CredentialsRejectedError(WorkerError):
-    pass
+    """The server rejected the API key/secret (HTTP 401/403 on the upgrade); never retried."""
 
 
 class ConnectionFailedError(WorkerError):
-    pass
+    """The server stayed unreachable for ``max_retry`` retries after the first attempt."""
 
 
 class ConfigurationError(WorkerError):
-    pass
+    """The options are incomplete: the URL, API key or API secret is missing."""
 
 
 @dataclass
@@ -212,14 +213,17 @@ class Worker:
     # -- public state -----------------------------------------------------------------------
     @property
     def active_jobs(self) -> list[JobContext]:
+        """The ``JobContext`` of every job the worker is running."""
         return [job.ctx for job in self._jobs.values()]
 
     @property
     def registered(self) -> bool:
+        """Whether the worker is registered with the server right now."""
         return self._registered.is_set()
 
     @property
     def draining(self) -> bool:
+        """Whether a drain started: no new jobs are taken."""
         return self._draining
 
     @property
@@ -228,6 +232,11 @@ class Worker:
         return self._load
 
     def health_info(self) -> dict[str, Any]:
+        """The health endpoint's state of the worker.
+
+        ``registered``, ``id``, ``agent_name``, ``active_jobs`` (a count), ``load`` and
+        ``draining``.
+        """
         return {
             "registered": self.registered,
             "id": self.id,
@@ -361,7 +370,7 @@ class Worker:
     def _end_jobs(self, reason: str, error: str, budget: float | None = None) -> None:
         jobs = list(self._jobs.values())
         for job in jobs:
-            job.ctx._request_end(reason, error, budget)
+            Job.of(job.ctx).request_end(reason, error, budget)
         wait = self.close_timeout if budget is None else budget + 0.5
         gevent.joinall([job.driver for job in jobs], timeout=wait)
 
@@ -706,7 +715,7 @@ class Worker:
             self._send_job_update(job_id, proto.JS_RUNNING)
 
         try:
-            result = run_job(ctx, entrypoint, on_running=running)
+            result = Job.of(ctx).run(entrypoint, on_running=running)
         finally:
             self._jobs.pop(job_id, None)
             self._jobs_changed.set()
@@ -729,7 +738,7 @@ class Worker:
             logger.debug("termination for unknown job {} ignored", job_id)
             return
         logger.bind(job_id=job_id).info("job {} terminated by the server", job_id)
-        job.ctx._request_end("terminated by the server")
+        Job.of(job.ctx).request_end("terminated by the server")
 
 
 def retry_delay(n: int) -> int:

@@ -106,12 +106,16 @@ def test_connect_uses_url_token_and_room_disconnect_ends_job() -> None:
     room = FakeRoom()
     ctx = JobContext(make_job("r"), room=room, url="ws://x", token="tok")
 
+    returned = gevent.event.Event()
+
     def entry(c: JobContext) -> None:
         c.connect()
         assert c.agent.identity == "agent"
+        returned.set()
 
     g = run_in_greenlet(ctx, entry)
-    gevent.wait([ctx._ended], timeout=0.2)
+    assert returned.wait(timeout=5)
+    gevent.joinall(ctx.greenlets(), timeout=5)  # the entry greenlet has finished
     assert not ctx.is_ended()  # entrypoint returned but the room is connected
     assert room.connect_args == ("ws://x", "tok", None)
     room.disconnect()
