@@ -131,6 +131,39 @@ def test_run_registers_quickly_and_sigterm_drains(
     assert job.status == proto.JS_SUCCESS
 
 
+SLOW_EXIT_APP = APP + """
+import atexit, sys, time
+
+def _slow_exit():
+    print("app: exiting", file=sys.stderr, flush=True)
+    time.sleep(3)  # the user's own cleanup, while the process exits
+
+atexit.register(_slow_exit)
+"""
+
+
+def test_a_third_ctrl_c_while_exiting_changes_nothing(
+    server: DispatchServer, tmp_path: Path, cli: Any
+) -> None:
+    app = tmp_path / "slow_exit_app.py"
+    app.write_text(SLOW_EXIT_APP)
+    proc = cli("run", str(app), "--health-port", "0", env=creds(server))
+    server.wait_for_worker(timeout=30)
+    job = server.dispatch(room="r", metadata="60")
+    job.wait_for_status(proto.JS_RUNNING, timeout=10)
+    proc.p.send_signal(signal.SIGINT)  # drain
+    server.wait_for_worker(lambda w: w.draining, timeout=10)
+    proc.p.send_signal(signal.SIGINT)  # close now
+    job.wait_ended(timeout=10)
+    deadline = time.monotonic() + 20
+    while "app: exiting" not in proc.stderr:  # the process is in its atexit handlers
+        assert proc.p.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.05)  # polling a file another process writes
+    proc.p.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0, proc.stderr  # not killed by the signal (-2)
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+
+
 def test_wrong_secret_one_clear_line_exit_78(
     server: DispatchServer, app: Path, cli: Any
 ) -> None:
@@ -205,7 +238,7 @@ def test_dev_no_reload_runs_the_worker_itself(
 
 def test_dev_passes_processes_on(server: DispatchServer, app: Path, cli: Any) -> None:
     proc = cli("dev", str(app), "--processes", "2", "--health-port", "0", env=creds(server))
-    server._changes.wait_until(
+    server.wait_until(
         lambda: True if len(server.connected_workers) == 2 else None, 60, "two workers"
     )
     proc.p.send_signal(signal.SIGTERM)

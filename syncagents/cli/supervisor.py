@@ -29,6 +29,8 @@ import gevent.pool
 from gevent.fileobject import FileObjectPosix
 from loguru import logger
 
+from .exit_signals import STOP_SIGNALS, ignore_stop_signals
+
 __all__ = ["EX_CONFIG", "STATUS_FD_ENV", "Supervisor", "status_reporter"]
 
 STATUS_FD_ENV = "SYNCAGENTS_STATUS_FD"
@@ -72,6 +74,14 @@ class _Child:
 
 
 class Supervisor:
+    """Run ``count`` worker processes (the command ``argv``) and keep them running.
+
+    It serves the health endpoint for all of them on ``health_host:health_port`` (0: none), restarts
+    a child that exited (with a backoff), and forwards SIGTERM/SIGINT/SIGHUP so every child drains.
+    A child exiting with ``EX_CONFIG`` stops them all; ``fatal_reason`` then holds the reason it
+    reported.
+    """
+
     def __init__(
         self,
         argv: list[str],
@@ -97,6 +107,12 @@ class Supervisor:
         self._group = gevent.pool.Group()
 
     def health_info(self) -> dict[str, Any]:
+        """The health endpoint's JSON: the running children's state, merged.
+
+        ``registered`` when at least one child is, their ids joined with commas, the sum of their
+        ``active_jobs``, the mean ``load`` of the registered ones, and a ``processes`` list with
+        each child's pid, restart count and last reported state.
+        """
         infos = [c.info for c in self.children if c.proc is not None and c.proc.poll() is None]
         registered = [i for i in infos if i.get("registered")]
         loads = [float(i.get("load", 0.0)) for i in registered]
@@ -113,6 +129,11 @@ class Supervisor:
         }
 
     def run(self) -> int:
+        """Start the children and block until all of them stopped for good.
+
+        Returns ``EX_CONFIG`` (78) when a child stopped on a configuration error, else 0 (after a
+        forwarded signal drained them all).
+        """
         health = None
         if self.health_port:
             from ..health import HealthServer
@@ -123,7 +144,7 @@ class Supervisor:
                 logger.error("health server could not listen on port {}: {}", self.health_port, exc)
         handlers = [
             gevent.signal_handler(sig, self._on_signal, sig)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            for sig in STOP_SIGNALS
         ]
         try:
             logger.info("starting {} worker processes", self.count)
@@ -133,6 +154,7 @@ class Supervisor:
         finally:
             for h in handlers:
                 h.cancel()
+            ignore_stop_signals()  # the fleet is down: a late Ctrl-C must not break the exit
             if health is not None:
                 health.stop()
         return EX_CONFIG if self._fatal else 0

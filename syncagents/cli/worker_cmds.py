@@ -198,6 +198,7 @@ def serve(opts: Any, *, room: str | None = None, participant_identity: str | Non
     from loguru import logger
 
     from ..worker import ConfigurationError, CredentialsRejectedError, Worker, WorkerError
+    from .exit_signals import STOP_SIGNALS, ignore_stop_signals
     from .supervisor import EX_CONFIG, status_reporter
 
     worker = Worker(opts)
@@ -220,7 +221,7 @@ def serve(opts: Any, *, room: str | None = None, participant_identity: str | Non
 
     handlers = [
         gevent.signal_handler(sig, on_signal, sig)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        for sig in STOP_SIGNALS
     ]
     try:
         worker.run()
@@ -234,6 +235,7 @@ def serve(opts: Any, *, room: str | None = None, participant_identity: str | Non
     finally:
         for h in handlers:
             h.cancel()
+        ignore_stop_signals()  # a third Ctrl-C must not break the exit that is under way
         gevent.killall(helpers, timeout=2)
     return 0
 
