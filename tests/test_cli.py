@@ -385,6 +385,37 @@ def test_processes_register_separately_and_restart(
     assert proc.wait(60) == 0
 
 
+HANGING_APP = """
+import ctypes
+
+def entrypoint(ctx):
+    if ctx.job.metadata == "hang":
+        while True:  # C calls that never return (a signal only cuts one short)
+            ctypes.CDLL(None).sleep(600)
+    ctx.shutdown("done")
+"""
+
+
+def test_the_supervisor_kills_a_worker_that_outlives_its_drain(
+    server: DispatchServer, tmp_path: Path, cli: Any
+) -> None:
+    app = tmp_path / "hanging_app.py"
+    app.write_text(HANGING_APP)
+    proc = cli(
+        "run", str(app), "--processes", "2", "--drain-timeout", "1", "--health-port", "0",
+        env=creds(server),
+    )  # fmt: skip
+    server.wait_until(
+        lambda: True if len(server.connected_workers) == 2 else None, 30, "two workers"
+    )
+    job = server.dispatch(room="stuck", metadata="hang")
+    job.wait_for_status(proto.JS_RUNNING, timeout=10)
+    proc.p.send_signal(signal.SIGTERM)
+    # the stuck worker can't drain; the supervisor kills it drain timeout + 10 s after the stop
+    assert proc.wait(60) == 0, proc.stderr
+    assert "still running 11 s after the stop; killing them" in proc.stderr
+
+
 CRASHING_APP = """
 import os
 

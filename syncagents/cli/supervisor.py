@@ -65,6 +65,30 @@ def status_reporter(on_orphaned: Callable[[], None]) -> Any:
     return report
 
 
+class RestartBackoff:
+    """How long to wait before restarting a worker process that exited: ``FIRST_BACKOFF``,
+    doubling up to ``MAX_BACKOFF`` while it keeps failing, and ``FIRST_BACKOFF`` again after
+    a run that lasted ``HEALTHY_RUN`` (a new failure, not a crash loop). ``clock``: seconds,
+    monotonic."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._next = FIRST_BACKOFF
+        self._started_at: float | None = None
+
+    def run_started(self) -> None:
+        """The process (re)started now."""
+        self._started_at = self._clock()
+
+    def delay_after_exit(self) -> float:
+        """The process exited now: seconds to wait before restarting it."""
+        if self._started_at is not None and self._clock() - self._started_at >= HEALTHY_RUN:
+            self._next = FIRST_BACKOFF
+        delay = self._next
+        self._next = min(self._next * 2, MAX_BACKOFF)
+        return delay
+
+
 @dataclass
 class _Child:
     index: int
@@ -79,7 +103,8 @@ class Supervisor:
     It serves the health endpoint for all of them on ``health_host:health_port`` (0: none), restarts
     a child that exited (with a backoff), and forwards SIGTERM/SIGINT/SIGHUP so every child drains.
     A child exiting with ``EX_CONFIG`` stops them all; ``fatal_reason`` then holds the reason it
-    reported.
+    reported. Children still running ``stop_timeout`` seconds after the stop are killed (a
+    worker stuck in a C call cannot drain).
     """
 
     def __init__(
@@ -105,6 +130,7 @@ class Supervisor:
         self._fatal = False
         self.fatal_reason = ""
         self._group = gevent.pool.Group()
+        self._reaper: gevent.Greenlet | None = None
 
     def health_info(self) -> dict[str, Any]:
         """The health endpoint's JSON: the running children's state, merged.
@@ -152,6 +178,8 @@ class Supervisor:
                 self._group.spawn(self._keep_running, child)
             self._group.join()
         finally:
+            if self._reaper is not None:
+                self._reaper.kill(block=False)
             for h in handlers:
                 h.cancel()
             ignore_stop_signals()  # the fleet is down: a late Ctrl-C must not break the exit
@@ -165,8 +193,24 @@ class Supervisor:
             self._signal_children(signal.SIGTERM)  # a worker's second signal: close at once
             return
         logger.info("{}: draining worker processes", signal.Signals(sig).name)
+        self._stop_all()
+
+    def _stop_all(self) -> None:
+        """Ask every child to drain, and kill those still running after ``stop_timeout``."""
         self._stopping.set()
         self._signal_children(signal.SIGTERM)
+        if self._reaper is None:
+            self._reaper = gevent.spawn_later(self.stop_timeout, self._kill_children)
+
+    def _kill_children(self) -> None:
+        running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        if running:
+            logger.error(
+                "{} worker process(es) still running {:.0f} s after the stop; killing them",
+                len(running),
+                self.stop_timeout,
+            )
+            self._signal_children(signal.SIGKILL)
 
     def _signal_children(self, sig: int) -> None:
         for child in self.children:
@@ -177,9 +221,9 @@ class Supervisor:
                     pass
 
     def _keep_running(self, child: _Child) -> None:
-        delay = FIRST_BACKOFF
+        backoff = RestartBackoff()
         while not self._stopping.is_set():
-            started = time.monotonic()
+            backoff.run_started()
             code, reason = self._run_child(child)
             if self._stopping.is_set():
                 return
@@ -192,11 +236,9 @@ class Supervisor:
                     child.index,
                     f": {reason}" if reason else "",
                 )
-                self._stopping.set()
-                self._signal_children(signal.SIGTERM)
+                self._stop_all()
                 return
-            if time.monotonic() - started >= HEALTHY_RUN:
-                delay = FIRST_BACKOFF  # it was healthy: this is a new failure, not a loop
+            delay = backoff.delay_after_exit()
             child.restarts += 1
             logger.warning(
                 "worker process {} exited with {}{}; restarting it in {:.1f} s",
@@ -206,7 +248,6 @@ class Supervisor:
                 delay,
             )
             self._stopping.wait(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
 
     def _run_child(self, child: _Child) -> tuple[int, str]:
         """Run the child to its end: its exit code and the fatal reason it reported."""

@@ -263,6 +263,8 @@ def _run(
             agent_name=opts.agent_name,
             health_host=opts.host,
             health_port=opts.port,
+            # a worker exits within its drain timeout + 2 s; more means it hangs
+            stop_timeout=opts.drain_timeout + 10,
         ).run()
     else:
         code = serve(opts, room=room, participant_identity=participant_identity)
