@@ -26,6 +26,7 @@ from livekit.protocol import agent as proto
 from livekit.protocol import models
 from loguru import logger
 
+from .room_events import RoomEvents
 from .runtime import JobScope, bind_job_id, job_id_of
 
 if TYPE_CHECKING:
@@ -275,10 +276,9 @@ class JobContext:
 
     def _adopt_room(self, room: Any) -> None:
         self._room = room
-        set_spawner = getattr(room, "_set_spawner", None)
-        if callable(set_spawner):
-            # room event handlers become job greenlets: they carry the job id and die with it
-            set_spawner(self._life.scope.spawn)
+        if isinstance(room, RoomEvents):
+            # its event handlers become job greenlets: they carry the job id and die with it
+            room.run_handlers_in(self._life.scope)
         room.on("participant_connected", self._on_participant_connected)
         room.on("participant_disconnected", self._on_participant_disconnected)
         room.on("track_published", self._on_track_published)

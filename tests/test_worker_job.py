@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections import defaultdict
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -21,30 +20,23 @@ from syncagents.job import (
     make_job,
     run_job,
 )
+from syncagents.room_events import RoomEvents
 from syncagents.runtime import current_job_id
 
 
-class FakeRoom:
-    """Just the surface JobContext uses: on/connect/disconnect/isconnected/participants."""
+class FakeRoom(RoomEvents):
+    """Just the surface JobContext uses (connect/disconnect/isconnected/participants), on the
+    event dispatch every room shares."""
 
     def __init__(self, participants: list[Any] | None = None) -> None:
-        self.handlers: dict[str, list[Callable[..., Any]]] = defaultdict(list)
-        self.spawner: Callable[..., Any] | None = None
+        super().__init__()
         self.connected = False
         self.connect_args: tuple[Any, ...] | None = None
         self.remote_participants = {p.identity: p for p in participants or []}
         self.local_participant = SimpleNamespace(identity="agent")
 
-    def _set_spawner(self, fn: Callable[..., Any]) -> None:
-        self.spawner = fn
-
-    def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
-        self.handlers[event].append(callback)
-        return callback
-
     def emit(self, event: str, *args: Any) -> list[Any]:
-        assert self.spawner is not None
-        return [self.spawner(h, *args) for h in self.handlers[event]]
+        return self._emit(event, *args)
 
     def connect(self, url: str, token: str, options: Any = None, timeout: float = 10) -> None:
         self.connect_args = (url, token, options)

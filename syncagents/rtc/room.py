@@ -8,17 +8,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import gevent
-import gevent.pool
-from loguru import logger
-
 from .. import _bridge
-from ..runtime import bind_job_id, current_job_id
+from ..room_events import RoomEvents
 from . import _registry, data_streams
 from ._blocking import BlockingProxy, lk
 from .participant import LocalParticipant
-
-Spawner = Callable[..., Any]
 
 _live_rooms: weakref.WeakSet[Room] = weakref.WeakSet()
 _exit_hook_installed = False
@@ -36,7 +30,7 @@ async def _disconnect_live_rooms() -> None:
                 pass
 
 
-class Room(BlockingProxy):
+class Room(RoomEvents, BlockingProxy):
     """``livekit.rtc.Room`` in blocking style.
 
     The livekit room is created on the bridge loop at first need (so a job that never joins a
@@ -45,18 +39,11 @@ class Room(BlockingProxy):
 
     def __init__(self) -> None:
         self._lk: Any = None
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        super().__init__()
         self._attached: set[str] = set()
-        self._group = gevent.pool.Group()  # handler greenlets when no job spawner is set
-        self._spawner: Spawner | None = None
-        self._job_id = current_job_id()
         self._local: LocalParticipant | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _set_spawner(self, spawner: Spawner | None) -> None:
-        """Run handler greenlets through ``spawner(fn, *args)`` (a job group's spawn)."""
-        self._spawner = spawner
-
     def _ensure(self) -> Any:
         if self._lk is None:
             events = list(self._handlers)
@@ -86,30 +73,14 @@ class Room(BlockingProxy):
         # EventEmitter.on is not thread-safe against emit on the loop thread: register there.
         _bridge.call(self._lk.on, event, self._forwarder(event))
 
-    def _spawn(self, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
-        """A greenlet owned like event handlers: the job's (spawner) or the room's."""
-        if self._spawner is not None:
-            return self._spawner(fn, *args)  # type: ignore[no-any-return]
-        g = self._group.spawn(fn, *args)
-        if self._job_id is not None:
-            bind_job_id(g, self._job_id)
-        return g
+    def _handler_added(self, event: str) -> None:
+        self._attach(event)
 
     def _dispatch(self, event: str, args: tuple[Any, ...]) -> None:
-        handlers = list(self._handlers.get(event, ()))
-        if not handlers:
+        if not self._has_handlers(event):
             return
         self._local_facade()  # events about ourselves must find the facade of record
-        args = tuple(_registry.convert(a) for a in args)
-        for handler in handlers:
-            self._spawn(self._run_handler, event, handler, args)
-
-    @staticmethod
-    def _run_handler(event: str, handler: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            handler(*args)
-        except Exception:
-            logger.opt(exception=True).error("room event handler for {!r} failed", event)
+        self._emit(event, *(_registry.convert(a) for a in args))
 
     # -- events -----------------------------------------------------------------------------
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
@@ -120,20 +91,7 @@ class Room(BlockingProxy):
         ``rtc.RemoteTrackPublication``, ``rtc.RemoteAudioTrack``, ...); each call runs in its own
         greenlet.
         """
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._handlers.setdefault(event, []).append(fn)
-            self._attach(event)
-            return fn
-
-        if callback is not None:
-            return register(callback)
-        return register
-
-    def off(self, event: str, callback: Callable[..., Any]) -> None:
-        handlers = self._handlers.get(event, [])
-        if callback in handlers:
-            handlers.remove(callback)
+        return super().on(event, callback)
 
     # -- connection -------------------------------------------------------------------------
     def connect(
@@ -164,17 +122,20 @@ class Room(BlockingProxy):
                 _bridge.run(self._lk.disconnect(), timeout=timeout)
             finally:
                 _live_rooms.discard(self)
-        self._group.kill(block=False)
+        self._stop_handlers()
 
     def isconnected(self) -> bool:
+        """Whether the room is connected (``False`` before ``connect()``)."""
         return self._lk is not None and bool(self._lk.isconnected())
 
     @property
     def name(self) -> str:
+        """The room's name (``""`` before ``connect()``)."""
         return "" if self._lk is None else str(self._lk.name)
 
     @property
     def connection_state(self) -> int:
+        """The ``ConnectionState`` value (``CONN_DISCONNECTED`` before ``connect()``)."""
         if self._lk is None:
             return int(lk.ConnectionState.CONN_DISCONNECTED)
         return int(self._lk.connection_state)

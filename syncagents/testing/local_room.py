@@ -29,6 +29,8 @@ import gevent.pool
 from loguru import logger
 
 from .. import rtc
+from ..room_events import RoomEvents
+from ..voice_assistant.watch import watch_assistants
 from ._local_urls import (
     LOCAL_URL_PREFIX,
     open_local_room,
@@ -153,7 +155,7 @@ class LocalAgentParticipant:
         return f"LocalAgentParticipant(identity={self.identity!r})"
 
 
-class LocalRoom:
+class LocalRoom(RoomEvents):
     """A room with the agent and one remote participant, all in this process.
 
     ``user_source`` is the user's microphone: capture 48 kHz mono frames into it (the console
@@ -180,9 +182,7 @@ class LocalRoom:
         self.name = name
         self.sid = _sid("RM")
         self.metadata = ""
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
-        self._group = gevent.pool.Group()
-        self._spawner: Callable[..., Any] | None = None
+        super().__init__()
         self._connected = False
         self.user = LocalRemoteParticipant(identity=user_identity, name=user_identity)
         self.user_source = rtc.AudioSource(USER_RATE, 1, queue_size_ms=user_queue_ms)
@@ -198,27 +198,12 @@ class LocalRoom:
         self.track_listeners: list[Callable[[LocalPublication], None]] = []
         self.assistant_listeners: list[Callable[[Any], None]] = []
         self.assistants: list[Any] = []
+        watch_assistants(self, self._on_assistant_started)
         self.data_sent: list[tuple[str, bytes]] = []
         self.connected_at: float | None = None
         self.joined = gevent.event.Event()  # set once the agent has connected
 
     # -- the facade surface -------------------------------------------------------------------
-    def _set_spawner(self, spawner: Callable[..., Any] | None) -> None:
-        self._spawner = spawner
-
-    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
-        """Register ``callback`` for ``event`` (usable as a decorator), like ``rtc.Room.on``."""
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._handlers.setdefault(event, []).append(fn)
-            return fn
-
-        return register(callback) if callback is not None else register
-
-    def off(self, event: str, callback: Callable[..., Any]) -> None:
-        """Remove a handler registered with :meth:`on`."""
-        if callback in self._handlers.get(event, []):
-            self._handlers[event].remove(callback)
-
     def connect(
         self, url: str = "", token: str = "", options: Any = None, timeout: float | None = 10
     ) -> None:
@@ -300,8 +285,7 @@ class LocalRoom:
         self._emit("data_received", packet)
 
     def _on_assistant_started(self, assistant: Any) -> None:
-        # called by VoiceAssistant.start (rooms that have this hook): the console follows the
-        # assistant's turns and speeches through it
+        # the console follows the assistant's turns and speeches through these
         self.assistants.append(assistant)
         for listener in list(self.assistant_listeners):
             listener(assistant)
@@ -314,27 +298,11 @@ class LocalRoom:
     def close(self) -> None:
         """Disconnect and release the user's media objects."""
         self.disconnect()
-        self._group.kill(block=False)
+        self._stop_handlers()
         try:
             self.user_source.close()
         except Exception as exc:
             logger.debug("closing the local user source: {}", exc)
-
-    # -- events -------------------------------------------------------------------------------
-    def _emit(self, event: str, *args: Any) -> None:
-        # like syncagents.rtc.Room: every handler call runs in its own greenlet
-        for handler in list(self._handlers.get(event, ())):
-            if self._spawner is not None:
-                self._spawner(self._run_handler, event, handler, args)
-            else:
-                self._group.spawn(self._run_handler, event, handler, args)
-
-    @staticmethod
-    def _run_handler(event: str, handler: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            handler(*args)
-        except Exception:
-            logger.opt(exception=True).error("local room handler for {!r} failed", event)
 
     def __repr__(self) -> str:
         return f"LocalRoom(name={self.name!r}, connected={self._connected})"

@@ -48,6 +48,7 @@ from .reply import reply_text
 from .speech_handle import SpeechHandle
 from .synthesis import SpeechSynthesis, TextSource
 from .transcription import TranscriptionPublisher, new_segment_id
+from .watch import assistant_started
 
 __all__ = ["VoiceAssistant"]
 
@@ -60,15 +61,6 @@ TRANSCRIPT_WAIT = 10.0
 
 # livekit's chat components send messages as JSON on this data topic
 CHAT_TOPIC = "lk-chat-topic"
-
-_ROOM_EVENTS = (
-    "track_subscribed",
-    "track_unsubscribed",
-    "participant_connected",
-    "participant_disconnected",
-    "disconnected",
-    "data_received",
-)
 
 
 class VoiceAssistant(EventEmitter):
@@ -263,8 +255,8 @@ class VoiceAssistant(EventEmitter):
         self._room = room
         self._output = output
         self._transcriptions = transcriptions
-        for event in _ROOM_EVENTS:
-            room.on(event, getattr(self, f"_on_{event}"))
+        for event, handler in self._room_handlers().items():
+            room.on(event, handler)
         self._spawn(self._speech_loop)
 
         if participant is not None:
@@ -276,9 +268,7 @@ class VoiceAssistant(EventEmitter):
                 self._link(str(identity))
                 break
 
-        hook = getattr(room, "_on_assistant_started", None)
-        if hook:
-            hook(self)
+        assistant_started(room, self)
 
     def say(
         self,
@@ -314,8 +304,8 @@ class VoiceAssistant(EventEmitter):
         self._closed = True
         room = self._room
         if room is not None and hasattr(room, "off"):
-            for event in _ROOM_EVENTS:
-                room.off(event, getattr(self, f"_on_{event}"))
+            for event, handler in self._room_handlers().items():
+                room.off(event, handler)
         self._endpointer.close()
         if self._input is not None:
             self._input.close()
@@ -398,6 +388,17 @@ class VoiceAssistant(EventEmitter):
             for h in self._handles
         ):
             self._tts_ttfb.setdefault(metrics.request_id, metrics.ttfb)
+
+    def _room_handlers(self) -> dict[str, Callable[..., None]]:
+        """The room events the assistant follows, and its handler of each."""
+        return {
+            "track_subscribed": self._on_track_subscribed,
+            "track_unsubscribed": self._on_track_unsubscribed,
+            "participant_connected": self._on_participant_connected,
+            "participant_disconnected": self._on_participant_disconnected,
+            "disconnected": self._on_disconnected,
+            "data_received": self._on_data_received,
+        }
 
     # -- participant and tracks --------------------------------------------------------------
 
