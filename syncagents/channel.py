@@ -54,6 +54,14 @@ class ChanFull(Exception):
 
 
 class Chan(Generic[T]):
+    """A bounded, closable blocking queue between greenlets.
+
+    ``maxsize`` 0 or ``None`` makes it unbounded (``send`` never blocks); otherwise ``send`` blocks
+    while it is full. ``close()`` wakes every waiter: receivers still drain what was queued, then
+    get ``ChanClosed`` (iteration simply ends). Every wait takes ``timeout=`` and raises the builtin
+    ``TimeoutError`` when it runs out.
+    """
+
     def __init__(self, maxsize: int | None = None) -> None:
         self._maxsize = maxsize or 0
         self._items: collections.deque[T] = collections.deque()
@@ -71,15 +79,18 @@ class Chan(Generic[T]):
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` (or ``close_with_error``) was called."""
         return self._closed
 
     def qsize(self) -> int:
+        """The number of items queued and not yet received."""
         return len(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
 
     def full(self) -> bool:
+        """Whether a bounded channel holds ``maxsize`` items (always ``False`` when unbounded)."""
         return self._maxsize > 0 and len(self._items) >= self._maxsize
 
     # -- sending -------------------------------------------------------------------------------
@@ -221,6 +232,7 @@ class ChanStream(Generic[T]):
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called on the stream."""
         return self._closed
 
     def __iter__(self) -> Iterator[T]:
@@ -241,6 +253,12 @@ class ChanStream(Generic[T]):
         return self._out.recv(timeout=timeout)
 
     def close(self) -> None:
+        """End the stream at once, from any greenlet.
+
+        Iteration stops (a loop waiting on the stream ends), queued items are dropped and the
+        producer greenlets are killed; waits up to 5 s for them to die. Calling it again does
+        nothing.
+        """
         if self._closed:
             return
         self._closed = True

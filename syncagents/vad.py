@@ -11,6 +11,8 @@ class does everything around it:
   ``activation_threshold``, and ends after ``min_silence_duration`` of windows below a lower
   deactivation threshold (so a probability hovering around the threshold does not flap);
 * prefix padding: START/END frames begin ``prefix_padding_duration`` before the speech;
+* ``flush()``: a hard segment boundary (a speech in progress ends with END_OF_SPEECH, the
+  next audio starts from fresh state);
 * the events.
 
 Timing of the events (seconds from the start of the stream, at the VAD rate):
@@ -35,9 +37,10 @@ import numpy as np
 from loguru import logger
 
 from . import rtc
-from .channel import Chan, ChanClosed, ChanStream
+from .channel import ChanClosed
 from .runtime import to_thread
 from .utils.audio import Resampler
+from .utils.input_stream import Flush, InputStream
 
 __all__ = ["VAD", "VADEvent", "VADEventType", "VADStream"]
 
@@ -45,6 +48,13 @@ Predictor = Callable[[np.ndarray], float]
 
 
 class VADEventType(str, enum.Enum):
+    """The kind of a ``VADEvent``.
+
+    ``START_OF_SPEECH`` once speech lasted ``min_speech_duration``, ``INFERENCE_DONE`` after every
+    window, ``END_OF_SPEECH`` once silence lasted ``min_silence_duration`` (or when ``flush()``
+    or ``end_input()`` cuts the speech short).
+    """
+
     START_OF_SPEECH = "start_of_speech"
     INFERENCE_DONE = "inference_done"
     END_OF_SPEECH = "end_of_speech"
@@ -107,38 +117,52 @@ class VAD:
 
     @property
     def window_duration(self) -> float:
+        """The length of one inference window, in seconds (``window_samples / sample_rate``)."""
         return self.window_samples / self.sample_rate
 
     @property
     def label(self) -> str:
+        """The plugin's name: ``module.ClassName``."""
         return f"{type(self).__module__}.{type(self).__name__}"
 
     def _new_predictor(self) -> Predictor:
-        """One stateful callable per stream: float32 window of ``window_samples`` → 0..1."""
+        """One stateful callable per stream: float32 window of ``window_samples`` → 0..1.
+
+        If it has a ``reset()`` method, the stream calls it at each ``flush()`` (on the hub:
+        it must be quick) so the next segment starts from a fresh model state.
+        """
         raise NotImplementedError
 
     def stream(self) -> VADStream:
+        """A new ``VADStream`` with its own predictor (from ``_new_predictor()``).
+
+        Push audio of any rate and channel count with ``push_frame``; iterate ``VADEvent``.
+        """
         return VADStream(self, self._new_predictor())
 
 
-class VADStream(ChanStream[VADEvent]):
+class VADStream(InputStream[Any, VADEvent]):
     """Push audio from one greenlet (``push_frame``), iterate ``VADEvent`` in another.
 
-    A worker greenlet owned by the stream does the inference. Iteration ends once
-    ``end_input()`` was called and everything pushed before it is processed (a speech segment
-    still open then gets its END_OF_SPEECH); ``close()`` ends it at once, dropping what is
-    pending. A failure in the predictor is re-raised to the iterating greenlet.
-    ``recv(timeout=None)`` waits for one event with a timeout (``ChanClosed`` at the end).
+    A worker greenlet owned by the stream does the inference. ``flush()`` is a hard segment
+    boundary, as in livekit-agents: the audio pushed before it is analysed (its last partial
+    window zero-padded), a speech still in progress ends there with END_OF_SPEECH, and the
+    next audio starts afresh (no hysteresis counts, prefix padding or predictor state carried
+    over; livekit-agents drops such a speech silently, here START/END always pair). The
+    stream's clock keeps running across a flush (the padding is not counted).
+    Iteration ends once ``end_input()`` was called and everything pushed before it is
+    processed (a speech segment still open then gets its END_OF_SPEECH too); ``close()`` ends
+    it at once, dropping what is pending. A failure in the predictor is re-raised to the
+    iterating greenlet. ``recv(timeout=None)`` waits for one event with a timeout
+    (``ChanClosed`` at the end).
     """
 
     def __init__(self, vad: VAD, predictor: Predictor) -> None:
-        super().__init__()  # unbounded: the worker never waits on a slow consumer
+        super().__init__()
         self._vad = vad
         self._predictor = predictor
         self._sr = vad.sample_rate
         self._window = vad.window_samples
-        self._input: Chan[Any] = Chan()  # unbounded: push_frame never blocks its caller
-        self._input_ended = False
 
         # conversion to mono at the VAD rate
         self._resampler = Resampler(self._sr)
@@ -165,22 +189,10 @@ class VADStream(ChanStream[VADEvent]):
     # -- input ---------------------------------------------------------------------------------
 
     def push_frame(self, frame: Any) -> None:
-        """Queue an ``rtc.AudioFrame`` (any rate, any channel count). Never blocks."""
-        if self._input_ended or self._closed:
-            raise RuntimeError("push_frame after end_input/close")
-        self._input.send_nowait(frame)
+        """Queue an ``rtc.AudioFrame`` (any rate, any channel count). Never blocks.
 
-    def flush(self) -> None:
-        """Accepted for interface parity; VAD state carries across (as in livekit-agents)."""
-
-    def end_input(self) -> None:
-        """No more input: process what is pending, close an open segment, then end iteration."""
-        self._input_ended = True
-        self._input.close()
-
-    def _on_close(self) -> None:
-        self._input_ended = True
-        self._input.close()
+        ``RuntimeError`` after ``end_input()`` or ``close()``."""
+        self._push("push_frame", frame)
 
     # -- worker --------------------------------------------------------------------------------
 
@@ -194,16 +206,25 @@ class VADStream(ChanStream[VADEvent]):
             # runs of same-rate audio into one resampler call (an FFI round trip each)
             run: list[np.ndarray] = []
             run_rate = 0
-            for frame in [first, *self._input.drain_nowait()]:
-                rate = int(frame.sample_rate)
+            for item in [first, *self._input.drain_nowait()]:
+                if isinstance(item, Flush):
+                    self._ingest_run(run, run_rate)
+                    run = []
+                    self._end_segment()
+                    continue
+                rate = int(item.sample_rate)
                 if run and rate != run_rate:
-                    self._ingest(np.concatenate(run), run_rate)
+                    self._ingest_run(run, run_rate)
                     run = []
                 run_rate = rate
-                run.append(_mono(frame))
-            self._ingest(np.concatenate(run) if len(run) > 1 else run[0], run_rate)
+                run.append(_mono(item))
+            self._ingest_run(run, run_rate)
             self._infer_pending()
-        self._finish_input()
+        self._end_segment()
+
+    def _ingest_run(self, run: list[np.ndarray], rate: int) -> None:
+        if run:
+            self._ingest(np.concatenate(run) if len(run) > 1 else run[0], rate)
 
     def _ingest(self, data: np.ndarray, rate: int) -> None:
         """Mono int16 samples at ``rate`` → resampled to the VAD rate, queued for windowing."""
@@ -224,15 +245,26 @@ class VADStream(ChanStream[VADEvent]):
             self._pending.append(samples)
             self._pending_len += len(samples)
 
-    def _finish_input(self) -> None:
+    def _end_segment(self) -> None:
+        """``flush()`` or the end of input: analyse everything pushed so far, end a speech in
+        progress, and start afresh."""
         self._flush_resampler()
-        tail = self._pending_len % self._window
-        if tail:  # zero-pad the last partial window so the end of the audio is analysed
-            self._append(np.zeros(self._window - tail, dtype=np.int16))
+        pad = -self._pending_len % self._window
+        if pad:  # zero-pad the last partial window so the end of the audio is analysed
+            self._append(np.zeros(pad, dtype=np.int16))
         self._infer_pending()
         if self._speaking:  # the audio ended inside speech: the segment ends with it
             self._emit(VADEventType.END_OF_SPEECH, [self._segment_frame()], 0.0)
             self._reset_after_speech()
+        # A hard boundary: nothing from before decides about the audio after it.
+        self._speech_run = 0
+        self._segment.clear()
+        self._overflow_warned = False
+        reset = getattr(self._predictor, "reset", None)
+        if reset is not None:
+            reset()
+        # the padding was not audio: later timestamps stay those of the audio pushed
+        self._samples_index -= pad
 
     def _infer_pending(self) -> None:
         count = self._pending_len // self._window

@@ -94,3 +94,23 @@ def test_bad_options() -> None:
         espeak.TTS(voice="no-such-voice")
     with pytest.raises(ValueError):
         espeak.TTS(rate=20)
+
+
+def test_stream_adapter_flush_speaks_the_segment_at_once() -> None:
+    stream = tts.StreamAdapter(tts=espeak.TTS()).stream()
+    try:
+        stream.push_text("Hello there, this sentence has no end")  # the tokenizer waits
+        stream.flush()
+        # the input is still open: only the flush can end this segment
+        first = stream.recv(timeout=30)
+        assert first.delta_text == "Hello there, this sentence has no end"
+        stream.push_text("And this is the next one.")
+        stream.end_input()
+        with gevent.Timeout(30):
+            rest = list(stream)
+    finally:
+        stream.close()
+    (second,) = [i for i in rest if i.delta_text]
+    assert second.delta_text == "And this is the next one."
+    assert second.segment_id != first.segment_id
+    assert {i.segment_id for i in rest} == {first.segment_id, second.segment_id}

@@ -606,3 +606,35 @@ def test_thread_pool_size_from_the_environment() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and "SYNCAGENTS_THREADS must be a positive integer" in out.stderr
+
+
+def test_flush_ends_the_utterance_in_progress() -> None:
+    said = ["What is the weather like today?", "I want to go home."]
+    audio, truth = compose(0.5, said[0], 0.8, said[1], 1.0)
+    cut = round(truth[0][1] * 16000)  # the audio stops right after the first sentence's words
+    stream = pocketsphinx.STT().stream()
+    try:
+        for frame in to_frames(audio[:cut]):
+            stream.push_frame(frame)
+        stream.flush()
+        # the input is still open and no silence came: only the flush can end the utterance
+        before = [stream.recv(timeout=60)]
+        while before[-1].type is not S.END_OF_SPEECH:
+            before.append(stream.recv(timeout=60))
+        for frame in to_frames(audio[cut:]):
+            stream.push_frame(frame)
+        stream.end_input()
+        with gevent.Timeout(60):
+            after = list(stream)
+    finally:
+        stream.close()
+
+    finals = [e for e in before + after if e.type is S.FINAL_TRANSCRIPT]
+    assert [e.type for e in before][-2:] == [S.FINAL_TRANSCRIPT, S.END_OF_SPEECH]
+    assert len(finals) == 2, [e.text for e in finals]
+    print(f"\nflushed: {[e.text for e in finals]}")
+    for sentence, final, (start, end) in zip(said, finals, truth):
+        assert word_overlap(sentence, final.text) >= 0.3, final.text
+        # times on the stream's clock, the second utterance's after the flush included
+        alt = final.alternatives[0]
+        assert abs(alt.start_time - start) < 0.3 and abs(alt.end_time - end) < 0.3, (alt, truth)

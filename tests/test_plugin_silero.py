@@ -212,3 +212,34 @@ def test_twenty_realtime_streams_keep_the_hub_responsive(
     assert [r.value for r in results] == [2] * 20
     p50, p99, worst = ticker.stats()
     print(f"\nhub lag, 20 silero streams: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms")
+
+
+def test_flush_ends_the_speech_in_progress(
+    two_utterances: tuple[np.ndarray, list[tuple[float, float]]],
+) -> None:
+    audio, truth = two_utterances
+    (start1, end1), (start2, end2) = truth
+    cut = round(end1 * 16000)  # the audio stops right after the first sentence's words
+    v = silero.VAD()
+    stream = v.stream()
+    for frame in to_frames(audio[:cut]):
+        stream.push_frame(frame)
+    stream.flush()
+    # the input is still open and silence never came: only the flush can end this speech
+    before: list[vad.VADEvent] = [stream.recv(timeout=20)]
+    while before[-1].type is not vad.VADEventType.END_OF_SPEECH:
+        before.append(stream.recv(timeout=20))
+    for frame in to_frames(audio[cut:]):
+        stream.push_frame(frame)
+    stream.end_input()
+    # the second sentence, found on the same clock (the flush does not restart it)
+    assert segments(stream) == [
+        (pytest.approx(start2, abs=TOLERANCE), pytest.approx(end2, abs=TOLERANCE))
+    ]
+    starts = [e for e in before if e.type is vad.VADEventType.START_OF_SPEECH]
+    assert len(starts) == 1
+    assert abs(starts[0].timestamp - starts[0].speech_duration - start1) <= TOLERANCE
+    end = before[-1]
+    assert abs(end.timestamp - end.silence_duration - end1) <= TOLERANCE
+    (frame,) = end.frames  # the speech heard so far, to recognize at once
+    assert frame.samples_per_channel / frame.sample_rate >= end1 - start1

@@ -196,3 +196,89 @@ def test_native_streaming_fake_with_interims() -> None:
     assert len(metrics) == 1 and metrics[0].streamed
     # audio pushed up to the final: the speech and the silence that ended it, not the tail
     assert 1.3 <= metrics[0].audio_duration <= 1.6
+
+
+def recv_until(stream: stt.SpeechStream, kind: stt.SpeechEventType) -> list[stt.SpeechEvent]:
+    """Events up to and including the first of ``kind``, each waited for with a timeout."""
+    got = [stream.recv(timeout=10)]
+    while got[-1].type is not kind:
+        got.append(stream.recv(timeout=10))
+    return got
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["adapter", "native"])
+def test_flush_finalizes_the_speech_heard_so_far(streaming: bool) -> None:
+    # one tone from 0.3 s to 0.9 s, flushed at 0.6 s, in the middle of it
+    frames = tone_bursts([(0.3, 0.9)], 1.5)
+    fake = FakeSTT(["first part", "second part"], streaming=streaming)
+    engine = fake if streaming else stt.StreamAdapter(stt=fake, vad=FakeVAD())
+    stream = engine.stream()
+    for frame in frames[:60]:  # 10 ms frames
+        stream.push_frame(frame)
+    stream.flush()
+    # the input is still open: only the flush can end this speech
+    before = recv_until(stream, S.END_OF_SPEECH)
+    for frame in frames[60:]:
+        stream.push_frame(frame)
+    stream.end_input()
+    with gevent.Timeout(10):
+        after = list(stream)
+
+    kinds = [S.START_OF_SPEECH, S.FINAL_TRANSCRIPT, S.END_OF_SPEECH]
+    assert [e.type for e in before] == kinds and [e.type for e in after] == kinds
+    assert before[1].text == "first part" and after[1].text == "second part"
+    if not streaming:
+        # the adapter's times: where the VAD heard speech, on the stream's clock
+        first, second = before[1].alternatives[0], after[1].alternatives[0]
+        assert abs(first.start_time - 0.3) < 0.1 and abs(first.end_time - 0.6) < 0.1
+        assert abs(second.start_time - 0.6) < 0.1 and abs(second.end_time - 0.9) < 0.1
+
+
+class _FirstFrameSTT(stt.STT):
+    """A streaming plugin that reads only the first frame of each segment."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=False))
+
+    def _stream(self, frames: Any, language: str | None) -> Any:
+        first = next(frames)
+        duration = first.samples_per_channel / first.sample_rate
+        alt = stt.SpeechData(str(first.samples_per_channel), start_time=0.0, end_time=duration)
+        yield stt.SpeechEvent(S.FINAL_TRANSCRIPT, [alt])
+
+
+def test_each_segment_goes_to_the_plugin_from_its_first_frame() -> None:
+    stream = _FirstFrameSTT().stream()
+    for frame in sine_frames(0.05, frame_ms=10):  # five frames of 160 samples
+        stream.push_frame(frame)
+    stream.flush()
+    for frame in sine_frames(0.06, frame_ms=20):  # three frames of 320 samples
+        stream.push_frame(frame)
+    stream.flush()
+    stream.flush()  # an empty segment: the plugin is not called
+    stream.end_input()
+    with gevent.Timeout(10):
+        finals = [e.alternatives[0] for e in stream]
+    # the frames the plugin left unread are skipped: each segment starts at its own first
+    # frame, and its times are moved onto the stream's clock
+    assert [a.text for a in finals] == ["160", "320"]
+    assert [(a.start_time, a.end_time) for a in finals] == [
+        pytest.approx((0.0, 0.01)),
+        pytest.approx((0.05, 0.07)),
+    ]
+
+
+def test_input_after_end_input_or_close_raises() -> None:
+    stream = FakeSTT(streaming=True).stream()
+    stream.end_input()
+    stream.end_input()  # again: nothing happens
+    frame = sine_frames(0.01)[0]
+    with pytest.raises(RuntimeError, match=r"SpeechStream\.push_frame\(\) after end_input\(\)"):
+        stream.push_frame(frame)
+    with pytest.raises(RuntimeError, match=r"SpeechStream\.flush\(\) after end_input\(\)"):
+        stream.flush()
+    with gevent.Timeout(10):
+        assert list(stream) == []  # nothing pushed: iteration simply ends
+    stream.close()
+    with pytest.raises(RuntimeError, match=r"SpeechStream\.push_frame\(\) after close\(\)"):
+        stream.push_frame(frame)

@@ -184,3 +184,40 @@ def test_plugin_error_reaches_the_consumer() -> None:
     stream.end_input()
     with gevent.Timeout(10), pytest.raises(OSError, match="engine crashed"):
         list(stream)
+
+
+def test_flush_synthesizes_the_segment_before_end_input() -> None:
+    fake = FakeTTS()
+    stream = tts.StreamAdapter(tts=fake).stream()
+    stream.push_text("Half a sentence with no end")  # the tokenizer waits for more
+    stream.flush()
+    # the input is still open: only the flush can end this segment
+    first = stream.recv(timeout=10)
+    assert first.delta_text == "Half a sentence with no end"
+    stream.push_text(SENTENCES[0])
+    stream.end_input()
+    with gevent.Timeout(10):
+        rest = list(stream)
+    assert fake.synthesized == ["Half a sentence with no end", SENTENCES[0]]
+    (second,) = [i for i in rest if i.delta_text == SENTENCES[0]]
+    assert second.segment_id != first.segment_id
+
+
+def test_input_after_end_input_or_close_raises() -> None:
+    metrics: list[tts.TTSMetrics] = []
+    adapter = tts.StreamAdapter(tts=FakeTTS())
+    adapter.on("metrics_collected", metrics.append)
+    stream = adapter.stream()
+    stream.end_input()
+    stream.end_input()  # again: nothing happens
+    for text in ["more", ""]:
+        with pytest.raises(RuntimeError, match=r"SynthesizeStream\.push_text\(\) after end_input"):
+            stream.push_text(text)
+    with pytest.raises(RuntimeError, match=r"SynthesizeStream\.flush\(\) after end_input\(\)"):
+        stream.flush()
+    with gevent.Timeout(10):
+        assert list(stream) == []  # nothing pushed: iteration simply ends, no segment
+    assert metrics == []
+    stream.close()
+    with pytest.raises(RuntimeError, match=r"SynthesizeStream\.push_text\(\) after close\(\)"):
+        stream.push_text("more")

@@ -164,3 +164,105 @@ def test_predictor_error_reaches_the_consumer() -> None:
     with gevent.Timeout(10), pytest.raises(ValueError, match="model exploded"):
         list(stream)
     stream.close()
+
+
+def recv_until(stream: vad.VADStream, kind: vad.VADEventType) -> list[vad.VADEvent]:
+    """Events up to and including the first of ``kind``, each waited for with a timeout."""
+    got = [stream.recv(timeout=10)]
+    while got[-1].type is not kind:
+        got.append(stream.recv(timeout=10))
+    return got
+
+
+def test_flush_inside_speech_ends_it_and_the_next_audio_starts_afresh() -> None:
+    stream = FakeVAD().stream()
+    for frame in sine_frames(0.3, amplitude=0.0) + sine_frames(0.5):
+        stream.push_frame(frame)
+    stream.flush()
+    # the input is still open: only the flush can end this speech
+    before = recv_until(stream, vad.VADEventType.END_OF_SPEECH)
+    # the tone goes on after the flush: a new speech, detected from scratch
+    for frame in sine_frames(0.5) + sine_frames(0.5, amplitude=0.0):
+        stream.push_frame(frame)
+    stream.end_input()
+    with gevent.Timeout(10):
+        after = list(stream)
+
+    def kinds(events: list[vad.VADEvent]) -> list[vad.VADEventType]:
+        return [e.type for e in events if e.type is not vad.VADEventType.INFERENCE_DONE]
+
+    start_t, end_t = vad.VADEventType.START_OF_SPEECH, vad.VADEventType.END_OF_SPEECH
+    assert kinds(before) == [start_t, end_t]
+    assert kinds(after) == [start_t, end_t]
+    (first,), (second,) = speech_segments(before), speech_segments(after)
+    assert abs(first[0] - 0.3) < 0.1 and abs(first[1] - 0.8) < 0.1, first
+    assert abs(second[0] - 0.8) < 0.1 and abs(second[1] - 1.3) < 0.1, second
+    (frame,) = before[-1].frames  # the segment so far: prefix padding and the tone
+    assert np.abs(np.frombuffer(frame.data, dtype=np.int16)).max() > 5000
+
+
+def test_flush_keeps_the_clock_on_the_audio_pushed() -> None:
+    stream = FakeVAD().stream()
+    for frame in sine_frames(0.1, amplitude=0.0):  # 1600 samples: 3 windows and 64 samples
+        stream.push_frame(frame)
+    stream.flush()  # the partial window is analysed, zero-padded
+    for frame in sine_frames(0.1, amplitude=0.0):
+        stream.push_frame(frame)
+    stream.end_input()
+    with gevent.Timeout(10):
+        events = list(stream)
+    assert all(e.type is vad.VADEventType.INFERENCE_DONE for e in events)
+    # after the flush, windows end at 1600 + k * 512: the padding is not counted
+    assert [e.samples_index for e in events] == [512, 1024, 1536, 2048, 2112, 2624, 3136, 3648]
+
+
+class _ResettableVAD(FakeVAD):
+    """FakeVAD whose predictor logs its calls and resets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def _new_predictor(self) -> Any:
+        predict = super()._new_predictor()
+        log = self.log
+
+        class Predictor:
+            def __call__(self, window: np.ndarray) -> float:
+                log.append("window")
+                return predict(window)
+
+            def reset(self) -> None:
+                log.append("reset")
+
+        return Predictor()
+
+
+def test_flush_resets_the_predictor_state() -> None:
+    detector = _ResettableVAD()
+    stream = detector.stream()
+    for frame in sine_frames(0.064):  # two windows
+        stream.push_frame(frame)
+    stream.flush()
+    for frame in sine_frames(0.064):
+        stream.push_frame(frame)
+    stream.end_input()
+    with gevent.Timeout(10):
+        list(stream)
+    assert detector.log[:5] == ["window", "window", "reset", "window", "window"]
+
+
+def test_input_after_end_input_or_close_raises() -> None:
+    stream = FakeVAD().stream()
+    stream.end_input()
+    stream.end_input()  # again: nothing happens
+    frame = sine_frames(0.01)[0]
+    with pytest.raises(RuntimeError, match=r"VADStream\.push_frame\(\) after end_input\(\)"):
+        stream.push_frame(frame)
+    with pytest.raises(RuntimeError, match=r"VADStream\.flush\(\) after end_input\(\)"):
+        stream.flush()
+    with gevent.Timeout(10):
+        assert list(stream) == []  # nothing pushed: iteration simply ends
+    stream.close()
+    with pytest.raises(RuntimeError, match=r"VADStream\.push_frame\(\) after close\(\)"):
+        stream.push_frame(frame)

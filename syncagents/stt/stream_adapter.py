@@ -6,7 +6,9 @@ arriving (and later segments may be recognized concurrently), yet events come ou
 per segment: START_OF_SPEECH, FINAL_TRANSCRIPT (only if the text is not empty),
 END_OF_SPEECH. ``start_time``/``end_time`` become seconds from the start of the stream: the
 batch STT's times (relative to the segment audio it was given) shifted by where that audio
-starts, or the VAD's speech bounds when the batch STT leaves both at 0.
+starts, or the VAD's speech bounds when the batch STT leaves both at 0. ``flush()`` ends the
+VAD's input (a fresh VAD stream takes the audio after it), so a speech in progress is
+recognized at once: START_OF_SPEECH, FINAL_TRANSCRIPT, END_OF_SPEECH for what was heard.
 
 It is written as an ordinary streaming plugin (``_stream``), so it also shows how to write one.
 """
@@ -32,6 +34,13 @@ class _AdapterStream(SpeechStream):
 
 
 class StreamAdapter(STT):
+    """A streaming STT built from a batch ``stt`` and a ``vad``.
+
+    The VAD cuts the audio into speech segments and each one goes to ``stt.recognize()`` in its own
+    greenlet; events come out in order, per segment: START_OF_SPEECH, FINAL_TRANSCRIPT (when the
+    text is not empty), END_OF_SPEECH. The wrapped STT's metrics are forwarded.
+    """
+
     def __init__(self, *, stt: STT, vad: vad_mod.VAD) -> None:
         super().__init__(
             capabilities=STTCapabilities(streaming=True, interim_results=False)
@@ -42,14 +51,17 @@ class StreamAdapter(STT):
 
     @property
     def wrapped_stt(self) -> STT:
+        """The batch STT that recognizes each segment."""
         return self._stt
 
     @property
     def vad(self) -> vad_mod.VAD:
+        """The VAD that cuts the audio into speech segments."""
         return self._vad
 
     @property
     def label(self) -> str:
+        """The wrapped STT's label with `` (StreamAdapter)`` appended."""
         return f"{self._stt.label} (StreamAdapter)"
 
     def recognize(

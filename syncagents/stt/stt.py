@@ -1,9 +1,11 @@
 """Speech-to-text: the ``STT`` base class, its events and the blocking ``SpeechStream``.
 
 A batch plugin implements ``_recognize(frames, language) -> SpeechEvent``; a streaming one
-also implements ``_stream(frames, language) -> Iterator[SpeechEvent]`` (a generator reading
-``frames`` until the caller's ``end_input()``). The base class adds the timeouts, the stream
-plumbing (an owned greenlet drives the generator) and metrics.
+also implements ``_stream(frames, language) -> Iterator[SpeechEvent]``: a generator reading
+``frames`` until the caller's ``flush()`` or ``end_input()`` ends the segment, then saying
+what is left (the base calls it once per segment, in order, and shifts the segment's times
+onto the stream's clock). The base class adds the timeouts, the stream plumbing (an owned
+greenlet drives the generator) and metrics.
 
 Metrics: every ``recognize`` (and every FINAL_TRANSCRIPT of a native stream) produces an
 ``STTMetrics``, delivered to the callbacks registered with ``stt.on("metrics_collected")``.
@@ -20,8 +22,8 @@ from typing import Any
 
 import gevent
 
-from ..channel import Chan, ChanStream
 from ..events import EventEmitter
+from ..utils.input_stream import InputStream
 
 __all__ = [
     "STT",
@@ -41,6 +43,12 @@ class STTCapabilities:
 
 
 class SpeechEventType(str, enum.Enum):
+    """The kind of a ``SpeechEvent``.
+
+    ``START_OF_SPEECH``, ``INTERIM_TRANSCRIPT`` (a guess that may still change),
+    ``FINAL_TRANSCRIPT`` (the settled text of a segment), ``END_OF_SPEECH``.
+    """
+
     START_OF_SPEECH = "start_of_speech"
     INTERIM_TRANSCRIPT = "interim_transcript"
     FINAL_TRANSCRIPT = "final_transcript"
@@ -87,15 +95,25 @@ MetricsCallback = Callable[[STTMetrics], None]
 
 
 def new_request_id() -> str:
+    """A fresh request id: ``STT_`` and 12 random hex digits."""
     return "STT_" + uuid.uuid4().hex[:12]
 
 
 class STT(EventEmitter):
+    """Base class of speech-to-text plugins.
+
+    A batch plugin implements ``_recognize(frames, language) -> SpeechEvent``; a streaming one also
+    implements ``_stream(frames, language)``, a generator of ``SpeechEvent``. Users call
+    ``recognize()`` or ``stream()``. ``on("metrics_collected", fn)``: ``fn`` gets ``STTMetrics`` for
+    every recognition.
+    """
+
     def __init__(self, *, capabilities: STTCapabilities) -> None:
         self.capabilities = capabilities
 
     @property
     def label(self) -> str:
+        """The plugin's name in metrics and logs: ``module.ClassName``."""
         return f"{type(self).__module__}.{type(self).__name__}"
 
     # -- plugin methods ------------------------------------------------------------------------
@@ -104,6 +122,9 @@ class STT(EventEmitter):
         raise NotImplementedError
 
     def _stream(self, frames: Iterator[Any], language: str | None) -> Iterator[SpeechEvent]:
+        """A streaming plugin's recognition of one segment: ``frames`` ends at the caller's
+        ``flush()`` or ``end_input()``, after which the plugin finalizes what it heard.
+        Times count from the segment's first frame."""
         raise NotImplementedError
 
     # -- public API ----------------------------------------------------------------------------
@@ -161,12 +182,17 @@ class STT(EventEmitter):
         self.emit("metrics_collected", metrics)
 
 
-class SpeechStream(ChanStream[SpeechEvent]):
+class SpeechStream(InputStream[Any, SpeechEvent]):
     """Push audio (``push_frame``) from one greenlet, iterate ``SpeechEvent`` in another.
 
-    An owned greenlet drives the plugin's ``_stream`` generator. Iteration ends after
-    ``end_input()`` once the plugin has said everything; ``close()`` ends it at once. A plugin
-    error is re-raised to the iterating greenlet. ``recv(timeout=)`` waits for one event.
+    An owned greenlet drives the plugin's ``_stream`` generator, once per segment: the
+    plugin's ``frames`` end at ``flush()`` (or ``end_input()``), so it finalizes what it has
+    heard so far (a speech in progress gets its FINAL_TRANSCRIPT, if it has words, and its
+    END_OF_SPEECH), as livekit-agents' ``flush()`` ends a segment; audio pushed after the
+    flush goes to the plugin's next ``_stream`` call, its times shifted onto the stream's
+    clock (seconds since the first frame pushed). Iteration ends after ``end_input()`` once
+    the plugin has said everything; ``close()`` ends it at once. A plugin error is re-raised
+    to the iterating greenlet. ``recv(timeout=)`` waits for one event.
     """
 
     #: emit STTMetrics per FINAL_TRANSCRIPT (adapters that forward batch metrics turn it off)
@@ -176,39 +202,32 @@ class SpeechStream(ChanStream[SpeechEvent]):
         super().__init__()
         self._stt = stt
         self._language = language
-        self._input: Chan[Any] = Chan()  # unbounded: push_frame never blocks its caller
-        self._input_ended = False
+        self._audio_in = 0.0  # seconds of audio handed to the plugin (or skipped) so far
         self._audio_since_final = 0.0
         self._spawn_producer(self._run)
 
     def push_frame(self, frame: Any) -> None:
-        """Queue an ``rtc.AudioFrame``. Never blocks."""
-        if self._input_ended or self._closed:
-            raise RuntimeError("push_frame after end_input/close")
-        self._input.send_nowait(frame)
+        """Queue an ``rtc.AudioFrame``. Never blocks.
 
-    def flush(self) -> None:
-        """Accepted for interface parity: plugins see a plain iterator of frames."""
+        ``RuntimeError`` after ``end_input()`` or ``close()``."""
+        self._push("push_frame", frame)
 
-    def end_input(self) -> None:
-        """No more audio: the plugin's ``frames`` iterator ends; iteration ends after its
-        last event."""
-        self._input_ended = True
-        self._input.close()
-
-    def _on_close(self) -> None:
-        self._input_ended = True
-        self._input.close()
-
-    def _frames(self) -> Iterator[Any]:
-        for frame in self._input:
-            self._audio_since_final += _duration(frame)
-            yield frame
+    def _on_input(self, frame: Any) -> None:
+        duration = _duration(frame)
+        self._audio_in += duration
+        self._audio_since_final += duration
 
     def _run(self) -> None:
-        events = self._stt._stream(self._frames(), self._language)
+        for frames in self._segments():
+            self._recognize_segment(frames)
+
+    def _recognize_segment(self, frames: Iterator[Any]) -> None:
+        offset = self._audio_in  # where this segment's audio starts on the stream's clock
+        events = self._stt._stream(frames, self._language)
         try:
             for event in events:
+                if offset:
+                    _shift_times(event, offset)
                 self._out.send_nowait(event)
                 if self._stream_metrics and event.type is SpeechEventType.FINAL_TRANSCRIPT:
                     self._stt._emit_metrics(
@@ -226,6 +245,14 @@ class SpeechStream(ChanStream[SpeechEvent]):
             close = getattr(events, "close", None)
             if close is not None:  # run the plugin's finally blocks now, in this greenlet
                 close()
+
+
+def _shift_times(event: SpeechEvent, offset: float) -> None:
+    # a plugin's times count from the start of the frames it was given; (0, 0) means unknown
+    for alt in event.alternatives:
+        if alt.start_time or alt.end_time:
+            alt.start_time += offset
+            alt.end_time += offset
 
 
 def _duration(frame: Any) -> float:

@@ -26,6 +26,13 @@ __all__ = ["StreamAdapter"]
 
 
 class StreamAdapter(TTS):
+    """A streaming TTS built from a batch ``tts`` and a ``sentence_tokenizer``.
+
+    Pushed text goes through the tokenizer (``tokenize.basic.SentenceTokenizer()`` by default); each
+    complete sentence is synthesized by ``tts`` as soon as it is known, in order, its first frame
+    carrying the sentence as ``delta_text``. ``flush()`` ends a segment.
+    """
+
     def __init__(
         self, *, tts: TTS, sentence_tokenizer: tokenize.SentenceTokenizer | None = None
     ) -> None:
@@ -39,10 +46,12 @@ class StreamAdapter(TTS):
 
     @property
     def wrapped_tts(self) -> TTS:
+        """The batch TTS that synthesizes each sentence."""
         return self._tts
 
     @property
     def label(self) -> str:
+        """The wrapped TTS's label with `` (StreamAdapter)`` appended."""
         return f"{self._tts.label} (StreamAdapter)"
 
     def _synthesize(self, text: str) -> Iterator[Any]:

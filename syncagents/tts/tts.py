@@ -32,6 +32,7 @@ from .. import rtc
 from ..channel import Chan, ChanClosed, ChanStream
 from ..events import EventEmitter
 from ..utils.audio import Resampler
+from ..utils.input_stream import InputStream
 
 __all__ = [
     "TTS",
@@ -80,10 +81,19 @@ MetricsCallback = Callable[[TTSMetrics], None]
 
 
 def new_id(prefix: str) -> str:
+    """A fresh id: ``prefix`` and 12 random hex digits."""
     return prefix + uuid.uuid4().hex[:12]
 
 
 class TTS(EventEmitter):
+    """Base class of text-to-speech plugins.
+
+    A plugin calls ``super().__init__(sample_rate=, num_channels=, capabilities=)`` and implements
+    ``_synthesize(text)``, a generator of ``rtc.AudioFrame``; a streaming one also implements
+    ``_stream(text)``. Users call ``synthesize()`` or ``stream()``. ``on("metrics_collected", fn)``:
+    ``fn`` gets ``TTSMetrics`` per request and per stream segment.
+    """
+
     def __init__(
         self, *, sample_rate: int, num_channels: int, capabilities: TTSCapabilities
     ) -> None:
@@ -93,6 +103,7 @@ class TTS(EventEmitter):
 
     @property
     def label(self) -> str:
+        """The plugin's name in metrics and logs: ``module.ClassName``."""
         return f"{type(self).__module__}.{type(self).__name__}"
 
     # -- plugin methods ------------------------------------------------------------------------
@@ -266,72 +277,45 @@ class ChunkedStream(ChanStream[SynthesizedAudio]):
         )
 
 
-_FLUSH = object()
-
-
-class SynthesizeStream(ChanStream[SynthesizedAudio]):
+class SynthesizeStream(InputStream[str, SynthesizedAudio]):
     """Push text (``push_text``, never blocks) from one greenlet, iterate ``SynthesizedAudio``
-    in another. ``flush()`` ends the current segment (the next text gets a new
-    ``segment_id``); ``end_input()`` lets iteration end once everything is synthesized;
-    ``close()`` stops at once. ``recv(timeout=)`` waits for one item.
+    in another. ``flush()`` ends the current segment: what was pushed so far is synthesized
+    to the end (the plugin's ``_stream`` sees its text end), and the next text starts a new
+    segment with a new ``segment_id`` and its own metrics (as in livekit-agents; a flush with
+    no text since the last one makes no segment). ``end_input()`` ends the last segment the
+    same way and lets iteration end once everything is synthesized; ``close()`` stops at
+    once. ``recv(timeout=)`` waits for one item.
     """
 
     def __init__(self, tts: TTS) -> None:
         super().__init__()
         self._tts = tts
         self.request_id = new_id("TTS_")
-        self._input: Chan[Any] = Chan()  # unbounded: push_text never blocks its caller
-        self._input_ended = False
         self._spawn_producer(self._run)
 
     def push_text(self, text: str) -> None:
-        self._check_input()
+        """Add text to the current segment; never blocks (empty text is ignored).
+
+        Raises ``RuntimeError`` after ``end_input()`` or ``close()``.
+        """
         if text:
-            self._input.send_nowait(text)
-
-    def flush(self) -> None:
-        self._check_input()
-        self._input.send_nowait(_FLUSH)
-
-    def end_input(self) -> None:
-        self._input_ended = True
-        self._input.close()
-
-    def _on_close(self) -> None:
-        self._input_ended = True
-        self._input.close()
-
-    def _check_input(self) -> None:
-        if self._input_ended or self._closed:
-            raise RuntimeError("push_text/flush after end_input/close")
+            self._push("push_text", text)
+        else:
+            self._check_input("push_text")
 
     def _run(self) -> None:
-        while True:
-            try:
-                first = self._input.recv()
-            except ChanClosed:
-                return
-            if first is not _FLUSH:  # an empty segment has nothing to synthesize
-                self._segment(first)
+        for text in self._segments():
+            self._segment(text)
 
-    def _segment(self, first: str) -> None:
+    def _segment(self, segment: Iterator[str]) -> None:
         conform = _Conformer(self._tts, self.request_id, new_id("SEG_"), streamed=True)
 
         def text() -> Iterator[str]:
-            item: Any = first
-            while item is not _FLUSH:
-                conform.characters += len(item)
-                yield item
-                try:
-                    item = self._input.recv()
-                except ChanClosed:
-                    return
-
-        chunks = text()
+            for chunk in segment:
+                conform.characters += len(chunk)
+                yield chunk
 
         def run() -> None:
-            _pump(self._out, conform, self._tts._stream(chunks), "")
-            for _ in chunks:  # the plugin stopped reading early: skip to the segment's end
-                pass
+            _pump(self._out, conform, self._tts._stream(text()), "")
 
         _report(self._tts, conform, run)

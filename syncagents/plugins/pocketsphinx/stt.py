@@ -49,8 +49,9 @@ class STT(stt.STT):
     ``interim_interval`` seconds of speech), then FINAL_TRANSCRIPT and END_OF_SPEECH as soon
     as the endpointer hears ``endpointing_window`` seconds of (mostly) silence: at that point
     only the last frames remain to decode, so the final follows within a few ms. No VAD or
-    ``stt.StreamAdapter`` is needed (a ``flush()`` changes nothing: the endpointer decides).
-    ``end_input()`` ends an utterance in progress at once.
+    ``stt.StreamAdapter`` is needed. ``flush()`` and ``end_input()`` end an utterance in
+    progress at once (its FINAL_TRANSCRIPT and END_OF_SPEECH follow); after a flush the
+    endpointer starts afresh on the audio that follows.
 
     **Batch** (``recognize()``): the whole audio, decoded in slices of ``max_slice`` seconds.
 

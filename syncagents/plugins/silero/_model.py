@@ -126,6 +126,13 @@ class SileroPredictor:
                 self._finalizer = weakref.finalize(self, self._pool.give_back, self._model)
             return float(self._model.process(window.data))
 
+    def reset(self) -> None:
+        """Forget the recurrent state and audio context (the stream's ``flush()``): the next
+        window is analysed as the first of a new stream. Microseconds, so fine on the hub."""
+        with self._lock:
+            if self._model is not None:
+                self._model.reset()
+
     def release(self) -> None:
         """Give the model back now (it would go back when this predictor is collected)."""
         with self._lock:
