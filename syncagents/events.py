@@ -18,6 +18,13 @@ __all__ = ["EventEmitter"]
 
 
 class EventEmitter:
+    """A synchronous event emitter: ``on`` / ``off`` / ``emit``.
+
+    A subclass lists its event names in ``_events`` (registering any other name raises
+    ``ValueError``). Handlers run in the emitting greenlet, in registration order; one that raises
+    is logged and does not stop the others.
+    """
+
     _events: frozenset[str] = frozenset({"metrics_collected"})
 
     def _handlers_of(self, event: str) -> list[Callable[..., Any]]:
@@ -40,11 +47,17 @@ class EventEmitter:
         return register(callback) if callback is not None else register
 
     def off(self, event: str, callback: Callable[..., Any]) -> None:
+        """Unregister ``callback`` from ``event``; does nothing if it was not registered."""
         handlers = self._handlers_of(event)
         if callback in handlers:
             handlers.remove(callback)
 
     def emit(self, event: str, *args: Any) -> None:
+        """Call every handler of ``event`` with ``args``, in the calling greenlet.
+
+        A handler that raises an ``Exception`` is logged with its traceback; the remaining handlers
+        still run and nothing is raised to the caller.
+        """
         for fn in list(self._handlers_of(event)):
             try:
                 fn(*args)

@@ -52,12 +52,14 @@ class HealthServer:
 
     @property
     def port(self) -> int:
+        """The port served (the bound one with ``port=0``); the requested one before start."""
         if self._server is None:
             return self._requested_port
         return int(self._server.server_port)
 
     @property
     def url(self) -> str:
+        """The server's base URL, ``http://host:port``."""
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> HealthServer:
@@ -72,6 +74,7 @@ class HealthServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket; does nothing when not started."""
         if self._server is not None:
             self._server.stop(timeout=1)
             self._server = None

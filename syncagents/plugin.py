@@ -53,14 +53,17 @@ class Plugin:
 
     @property
     def title(self) -> str:
+        """The plugin's name, as ``syncagents plugins`` lists it."""
         return self._title
 
     @property
     def version(self) -> str:
+        """The plugin's version."""
         return self._version
 
     @property
     def package(self) -> str:
+        """The plugin's Python package (e.g. ``syncagents.plugins.silero``)."""
         return self._package
 
     def download_files(self) -> None:

@@ -194,6 +194,10 @@ class SwitchTracer:
         self._previous: Any = None
 
     def install(self) -> None:
+        """Install the hook with ``greenlet.settrace`` (for the calling thread); idempotent.
+
+        A trace function set before is kept and still called after this one.
+        """
         if self.installed:
             return
         self.installed = True

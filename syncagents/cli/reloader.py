@@ -38,6 +38,12 @@ def _changed(before: dict[str, float], after: dict[str, float]) -> list[str]:
 
 
 class Reloader:
+    """Run the worker command ``argv`` as a child process; restart it when a ``.py`` file changes.
+
+    ``folder`` is polled every ``poll_interval`` seconds; a stopped child gets SIGTERM and is killed
+    if it has not exited within ``stop_timeout`` seconds. ``restarts`` counts the restarts so far.
+    """
+
     def __init__(
         self,
         argv: list[str],
@@ -57,6 +63,11 @@ class Reloader:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def run(self) -> int:
+        """Watch and restart until SIGTERM or SIGINT; return the last child's exit code.
+
+        Blocks the calling greenlet. A child that exits on its own is restarted only after the next
+        change. A signal is forwarded to the child as one SIGTERM (it drains) and ends the loop.
+        """
         handlers = [
             gevent.signal_handler(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         ]

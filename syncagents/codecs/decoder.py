@@ -105,6 +105,7 @@ class StreamBuffer:
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called (``end_input()`` alone does not close the buffer)."""
         return self._closed
 
     def _wake(self) -> None:

@@ -87,12 +87,22 @@ class Mp3StreamDecoder:
         self._burst_errors = 0
 
     def decode_chunk(self, data: bytes | bytearray | memoryview) -> list[Any]:
+        """Feed the next bytes of the stream; return the frames they completed (maybe none).
+
+        Frames are int16 interleaved ``rtc.AudioFrame`` at the stream's own rate and channel count.
+        ID3v2 tags at the start and corrupt data are skipped (a warning per burst of errors), never
+        raised.
+        """
         payload = self._strip_tags(bytes(data))
         if not payload:
             return []
         return self._decode(payload)
 
     def flush(self) -> list[Any]:
+        """End of stream: return the frames still held by the decoder, then reset it.
+
+        After ``flush()`` the decoder is ready for a new stream (ID3 tags are looked for again).
+        """
         out: list[Any] = []
         if self._head:
             out.extend(self._decode(self._head))

@@ -115,6 +115,11 @@ class WavWriter:
         return self.samples_written / self.sample_rate if self.sample_rate else 0.0
 
     def write_frame(self, frame: Any) -> None:
+        """Append one ``rtc.AudioFrame`` (int16 samples) to the file.
+
+        Raises ``ValueError`` when the writer is closed, or when the frame's rate or channel count
+        differs from the file's (the first frame sets them when they were not given).
+        """
         if self._w is None:
             raise ValueError("WavWriter is closed")
         if not self._configured:
@@ -132,6 +137,10 @@ class WavWriter:
         self.samples_written += frame.samples_per_channel
 
     def close(self) -> None:
+        """Finish the WAV header and close the file; calling it again does nothing.
+
+        Closed before any frame and without a known format, the file is an empty 48 kHz mono WAV.
+        """
         if self._w is None:
             return
         if not self._configured:

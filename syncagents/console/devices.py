@@ -50,6 +50,12 @@ class Microphone:
             self._frames.put_nowait(data)
 
     def run(self) -> None:
+        """Capture until killed: start the device and push each 10 ms frame into the source.
+
+        Blocks the calling greenlet (run it in its own, and kill that greenlet to stop); the device
+        stream is stopped and closed on the way out. Frames arriving while 100 are already waiting
+        are dropped.
+        """
         self._stream.start()
         try:
             while True:
@@ -75,6 +81,10 @@ class Speaker:
         self._stream.start()
 
     def write(self, frame: Any) -> None:
+        """Queue ``frame`` (mono int16 at ``rate``) for playback; never blocks.
+
+        The frame's format is not checked; the device plays silence whenever nothing is queued.
+        """
         self._pending.append(bytes(frame.data))
 
     def _on_need(self, out: Any, frames: int, _time: Any, _status: Any) -> None:
@@ -87,5 +97,6 @@ class Speaker:
         out[len(chunk) :] = b"\0" * (need - len(chunk))
 
     def close(self) -> None:
+        """Stop and close the output device stream (queued audio is not played)."""
         self._stream.stop()
         self._stream.close()

@@ -87,6 +87,7 @@ class FunctionArgInfo:
 
     @property
     def required(self) -> bool:
+        """Whether the model must pass the argument: it has no default nor default factory."""
         return self.default is inspect.Parameter.empty and self.default_factory is None
 
     @property
@@ -102,6 +103,7 @@ class FunctionArgInfo:
 
     @property
     def is_list(self) -> bool:
+        """Whether ``type`` is ``list[...]``."""
         return get_origin(self.type) is list
 
     @property

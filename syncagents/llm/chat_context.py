@@ -124,6 +124,11 @@ class ChatMessage:
 
 
 def result_to_text(result: Any) -> str:
+    """A tool's return value as the text of its ``tool`` message.
+
+    ``None`` gives ``""``, a string is kept as is, anything else becomes JSON (objects JSON cannot
+    encode through their ``str()``), or its ``str()`` when even that fails.
+    """
     if result is None:
         return ""
     if isinstance(result, str):
@@ -152,6 +157,7 @@ class ChatContext:
         return ChatContext([m.copy() for m in self.messages])
 
     def to_openai(self) -> list[dict[str, Any]]:
+        """The ``messages`` of an OpenAI chat-completions request for this context."""
         return to_openai_messages(self)
 
     def __repr__(self) -> str:

@@ -290,6 +290,7 @@ class FunctionContext:
 
     @property
     def ai_functions(self) -> dict[str, FunctionInfo]:
+        """The registered AI functions: name → ``FunctionInfo``."""
         if "_fncs" not in self.__dict__:  # a subclass __init__ that forgot super().__init__()
             FunctionContext.__init__(self)
         return self._fncs
@@ -404,6 +405,11 @@ class FunctionCallInfo:
         raw_arguments: str,
         fnc_ctx: FunctionContext | None = None,
     ) -> FunctionCallInfo:
+        """A tool call from its parts, resolved against ``fnc_ctx`` when one is given.
+
+        Plugins call it once a call's arguments are complete; ``LLMStream`` resolves the calls it
+        yields against its own ``FunctionContext`` anyway.
+        """
         call = cls(tool_call_id=tool_call_id, function_info=None, raw_arguments=raw_arguments,
                    name=name)
         if fnc_ctx is not None:

@@ -165,6 +165,7 @@ class LLM(EventEmitter):
 
     @property
     def label(self) -> str:
+        """The plugin's name in metrics and logs: ``module.ClassName``."""
         return f"{type(self).__module__}.{type(self).__name__}"
 
     def chat(
@@ -274,10 +275,15 @@ class LLMStream:
 
     @property
     def fnc_ctx(self) -> FunctionContext | None:
+        """The ``FunctionContext`` the request offered the model, if any."""
         return self._fnc_ctx
 
     @property
     def function_calls(self) -> list[FunctionCallInfo]:
+        """The tool calls in the chunks iterated so far, in order, resolved against ``fnc_ctx``.
+
+        The list is complete once iteration ended; ``execute_functions()`` runs them.
+        """
         return self._function_calls
 
     @property

@@ -73,7 +73,13 @@ class BlockingProxy:
 
 def mirror(name: str, doc: str) -> Any:
     """A read-only property showing the livekit object's attribute ``name`` (plain data)."""
-    return property(lambda self: getattr(self._lk, name), doc=doc)
+
+    def get(self: Any) -> Any:
+        return getattr(self._lk, name)
+
+    # on the getter too: tools that read ``fget.__doc__`` (the docstring check) see it
+    get.__doc__ = doc
+    return property(get, doc=doc)
 
 
 class BlockingStream:

@@ -27,6 +27,14 @@ _PACED_FRAMES = 2
 
 
 class AudioSource:
+    """Blocking ``livekit.rtc.AudioSource``: audio the agent publishes through a local track.
+
+    ``capture_frame(frame)`` blocks the calling greenlet while the queue is full (backpressure: a
+    paced source plays at real time); with ``queue_size_ms=0`` it returns as soon as the frame is
+    handed over, unpaced. ``clear_queue()`` drops what is not yet played, ``wait_for_playout()``
+    blocks until everything captured has played, ``close()`` releases the native source.
+    """
+
     def __init__(self, sample_rate: int, num_channels: int, queue_size_ms: int = 1000) -> None:
         # livekit's constructor only stores the loop we give it: no loop-thread hop needed
         self._lk = lk.AudioSource(sample_rate, num_channels, queue_size_ms, loop=_bridge.loop())
@@ -44,10 +52,12 @@ class AudioSource:
 
     @property
     def sample_rate(self) -> int:
+        """The rate, in Hz, every captured frame must have."""
         return int(self._lk.sample_rate)
 
     @property
     def num_channels(self) -> int:
+        """The channel count every captured frame must have."""
         return int(self._lk.num_channels)
 
     @property

@@ -77,9 +77,11 @@ class AudioStream(BlockingStream):
 
     @property
     def sample_rate(self) -> int:
+        """The rate of the frames the stream yields, in Hz (48000 unless given)."""
         return self._sample_rate
 
     @property
     def num_channels(self) -> int:
+        """The channel count of the frames the stream yields (1 unless given)."""
         return self._num_channels
 

@@ -171,22 +171,27 @@ class JobHandle:
 
     @property
     def id(self) -> str:
+        """The job's id."""
         return str(self.job.id)
 
     @property
     def room(self) -> str:
+        """The name of the job's room."""
         return str(self.job.room.name)
 
     @property
     def identity(self) -> str:
+        """The participant identity the worker answered with ("" before its answer)."""
         return self.availability.participant_identity if self.availability else ""
 
     @property
     def name(self) -> str:
+        """The participant name the worker answered with ("" before its answer)."""
         return self.availability.participant_name if self.availability else ""
 
     @property
     def metadata(self) -> str:
+        """The participant metadata the worker answered with ("" before its answer)."""
         return self.availability.participant_metadata if self.availability else ""
 
     @property
@@ -209,6 +214,10 @@ class JobHandle:
 
     @property
     def ended(self) -> bool:
+        """Whether the job is over: it succeeded or failed, or was never run.
+
+        Never run: rejected, terminated, no worker took it, or the availability answer timed out.
+        """
         return self.status in (proto.JS_SUCCESS, proto.JS_FAILED) or self.outcome in (
             "rejected",
             "terminated",
@@ -615,10 +624,12 @@ class DispatchServer:
 
     @property
     def port(self) -> int:
+        """The port listened on (the one bound once started with ``port=0``)."""
         return self._port
 
     @property
     def url(self) -> str:
+        """The WebSocket URL workers connect to, ``ws://host:port``."""
         return f"ws://{self.host}:{self._port}"
 
     # -- observation ------------------------------------------------------------------------
@@ -629,6 +640,7 @@ class DispatchServer:
 
     @property
     def connected_workers(self) -> list[RegisteredWorker]:
+        """The registered workers still connected, in registration order."""
         return [w for w in self._workers.values() if w.connected]
 
     def wait_for_worker(

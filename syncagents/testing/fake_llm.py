@@ -112,6 +112,7 @@ class FakeLLM(llm.LLM):
 
     @property
     def call_count(self) -> int:
+        """How many requests the model received so far (``len(calls)``)."""
         return len(self.calls)
 
     def wait_for_calls(self, count: int, timeout: float | None = None) -> None:

@@ -44,6 +44,7 @@ Splitter = Callable[[str, bool, int], "tuple[list[Span], int, int]"]
 
 
 def new_segment_id() -> str:
+    """A fresh segment id: ``SEG_`` and 12 random hex digits."""
     return "SEG_" + uuid.uuid4().hex[:12]
 
 
@@ -153,6 +154,11 @@ class BufferedTokenStream(TokenStream):
         self._done = False
 
     def push_text(self, text: str) -> None:
+        """Add ``text``; never blocks.
+
+        Tokens the splitter is sure of (and long enough, after merging) are queued for iteration.
+        Raises ``RuntimeError`` after ``end_input()`` or ``close()``.
+        """
         self._check_input_open()
         if not text:
             return
@@ -197,6 +203,7 @@ class BufferedTokenStream(TokenStream):
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._closed
 
     def _finish_segment(self) -> None:
@@ -222,8 +229,8 @@ class BufferedTokenStream(TokenStream):
 
 
 class BufferedSentenceStream(BufferedTokenStream, SentenceStream):
-    pass
+    """A ``BufferedTokenStream`` of sentences (a sentence splitter's stream)."""
 
 
 class BufferedWordStream(BufferedTokenStream, WordStream):
-    pass
+    """A ``BufferedTokenStream`` of words (a word splitter's stream)."""

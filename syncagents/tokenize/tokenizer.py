@@ -41,7 +41,11 @@ class TokenStream(ABC):
     """
 
     @abstractmethod
-    def push_text(self, text: str) -> None: ...
+    def push_text(self, text: str) -> None:
+        """Add ``text`` (any chunk, e.g. an LLM delta); never blocks.
+
+        Tokens that no later text could change become available to iteration at once.
+        """
 
     @abstractmethod
     def flush(self) -> None:
@@ -89,16 +93,24 @@ class WordStream(TokenStream):
 
 
 class SentenceTokenizer(ABC):
-    @abstractmethod
-    def tokenize(self, text: str, language: str | None = None) -> list[str]: ...
+    """Splits text into sentences, all at once (``tokenize``) or as it arrives (``stream``)."""
 
     @abstractmethod
-    def stream(self, language: str | None = None) -> SentenceStream: ...
+    def tokenize(self, text: str, language: str | None = None) -> list[str]:
+        """The sentences of ``text``."""
+
+    @abstractmethod
+    def stream(self, language: str | None = None) -> SentenceStream:
+        """A new ``SentenceStream``: push text in, iterate sentences out."""
 
 
 class WordTokenizer(ABC):
-    @abstractmethod
-    def tokenize(self, text: str, language: str | None = None) -> list[str]: ...
+    """Splits text into words, all at once (``tokenize``) or as it arrives (``stream``)."""
 
     @abstractmethod
-    def stream(self, language: str | None = None) -> WordStream: ...
+    def tokenize(self, text: str, language: str | None = None) -> list[str]:
+        """The words of ``text``."""
+
+    @abstractmethod
+    def stream(self, language: str | None = None) -> WordStream:
+        """A new ``WordStream``: push text in, iterate words out."""

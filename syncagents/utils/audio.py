@@ -116,6 +116,11 @@ class Resampler:
         self._key: tuple[int, int] | None = None
 
     def push(self, frame: Any) -> list[Any]:
+        """Resample ``frame``; return the output frames ready so far (maybe none).
+
+        A frame whose rate or channel count differs from the previous one's first flushes the old
+        resampler: its held-back audio comes first in the result.
+        """
         if self.mono:
             frame = _downmix(frame)
         key = (frame.sample_rate, frame.num_channels)
@@ -134,6 +139,7 @@ class Resampler:
         return out
 
     def flush(self) -> list[Any]:
+        """End of stream: return the audio the resampler still holds, and reset it."""
         out: list[Any] = []
         if self._rs is not None:
             out = list(self._rs.flush())
@@ -226,6 +232,7 @@ class AudioByteStream:
         self._buf = bytearray()
 
     def write(self, data: bytes | bytearray | memoryview) -> list[Any]:
+        """Append int16 PCM bytes; return the full-size frames they completed (maybe none)."""
         self._buf += data
         out = []
         fb = self._frame_bytes
@@ -244,6 +251,10 @@ class AudioByteStream:
         return out
 
     def flush(self) -> list[Any]:
+        """Return what is buffered as one shorter frame (none when empty), and empty the buffer.
+
+        A trailing partial sample (only a truncated stream leaves one) is dropped.
+        """
         sample_bytes = 2 * self.num_channels
         usable = len(self._buf) - len(self._buf) % sample_bytes
         out = []

@@ -20,6 +20,8 @@ __all__ = ["TTS", "EspeakError"]
 
 
 class EspeakPlugin(Plugin):
+    """The registry entry of the espeak-ng TTS plugin (engine: ``espeakng-loader``)."""
+
     def __init__(self) -> None:
         super().__init__(
             title="espeak",

@@ -27,6 +27,8 @@ __all__ = [
 
 
 class OpenAIPlugin(Plugin):
+    """The registry entry of the OpenAI-compatible LLM, STT and TTS plugin."""
+
     def __init__(self) -> None:
         super().__init__(title="openai", version=__version__, package=__package__ or __name__)
 

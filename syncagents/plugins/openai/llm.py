@@ -74,9 +74,11 @@ class LLM(llm.LLM):
 
     @property
     def base_url(self) -> str:
+        """The server's API base URL (no trailing slash)."""
         return self._client.base_url
 
     def close(self) -> None:
+        """Close the plugin's HTTP session and its pooled connections."""
         self._client.close()
 
     def _request_body(

@@ -20,6 +20,8 @@ __all__ = ["STT", "model_files"]
 
 
 class PocketsphinxPlugin(Plugin):
+    """The registry entry of the PocketSphinx STT plugin (engine: ``pocketsphinx``)."""
+
     def __init__(self) -> None:
         super().__init__(
             title="pocketsphinx",

