@@ -78,6 +78,9 @@ class AutoDisconnect(str, enum.Enum):
 
 @dataclass
 class JobAcceptArguments:
+    """How a job was accepted: the entrypoint to run and the agent's participant ``name``,
+    ``identity`` (empty: the server picks one), ``metadata`` and ``attributes`` in the room."""
+
     entrypoint: Entrypoint | None
     name: str = ""
     identity: str = ""

@@ -62,6 +62,9 @@ class VADEventType(str, enum.Enum):
 
 @dataclass
 class VADEvent:
+    """What a VAD stream reports: start or end of speech, or the result of one inference
+    window, with the speech and silence durations at that point."""
+
     type: VADEventType
     samples_index: int
     """Samples (at the VAD rate) processed since the stream began, this window included."""

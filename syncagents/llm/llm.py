@@ -109,6 +109,9 @@ _CLOSE_GRACE = 5.0
 
 @dataclass
 class ChoiceDelta:
+    """What one chunk adds to a choice: text ``content`` and/or ``tool_calls`` (as in
+    OpenAI's streamed ``delta``)."""
+
     role: ChatRole = "assistant"
     content: str | None = None
     tool_calls: list[FunctionCallInfo] | None = None
@@ -116,12 +119,16 @@ class ChoiceDelta:
 
 @dataclass
 class Choice:
+    """One alternative of a streamed answer (``index``) and what this chunk adds to it."""
+
     delta: ChoiceDelta
     index: int = 0
 
 
 @dataclass
 class CompletionUsage:
+    """Token counts of a request, as the LLM reported them (0 when it did not)."""
+
     completion_tokens: int = 0
     prompt_tokens: int = 0
     total_tokens: int = 0

@@ -38,6 +38,9 @@ __all__ = [
 
 @dataclass
 class STTCapabilities:
+    """What an STT can do: ``streaming`` (it recognizes a live stream itself; otherwise
+    wrap it in ``stt.StreamAdapter`` with a VAD) and ``interim_results``."""
+
     streaming: bool
     interim_results: bool
 
@@ -57,6 +60,9 @@ class SpeechEventType(str, enum.Enum):
 
 @dataclass
 class SpeechData:
+    """One alternative of a transcript: its text, language, confidence and where it lies
+    in the audio."""
+
     text: str
     language: str = ""
     confidence: float = 0.0
@@ -67,6 +73,9 @@ class SpeechData:
 
 @dataclass
 class SpeechEvent:
+    """What an STT reports: the kind of event and, for transcripts, the alternatives,
+    best first."""
+
     type: SpeechEventType
     alternatives: list[SpeechData] = field(default_factory=list)
     request_id: str = ""
@@ -79,6 +88,9 @@ class SpeechEvent:
 
 @dataclass
 class STTMetrics:
+    """Metrics of one recognition (``streamed``: of a stream segment), sent with the
+    STT's ``metrics_collected`` event."""
+
     label: str
     request_id: str
     timestamp: float

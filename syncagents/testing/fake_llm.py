@@ -57,6 +57,9 @@ Response = Union[str, Sequence[ToolCallSpec], FakeResponse, BaseException]
 
 @dataclass
 class FakeLLMRequest:
+    """One request a ``FakeLLM`` received: the context, tools and temperature it was
+    asked with."""
+
     chat_ctx: llm.ChatContext
     fnc_ctx: llm.FunctionContext | None
     temperature: float | None

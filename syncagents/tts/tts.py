@@ -46,11 +46,16 @@ __all__ = [
 
 @dataclass
 class TTSCapabilities:
+    """What a TTS can do: ``streaming`` (it takes text as it comes; otherwise wrap it in
+    ``tts.StreamAdapter`` with a sentence tokenizer)."""
+
     streaming: bool
 
 
 @dataclass
 class SynthesizedAudio:
+    """One frame of synthesized speech, with the request and segment it belongs to."""
+
     frame: Any
     """``rtc.AudioFrame`` at the TTS's sample_rate / num_channels."""
     request_id: str = ""
@@ -61,6 +66,9 @@ class SynthesizedAudio:
 
 @dataclass
 class TTSMetrics:
+    """Metrics of one synthesis (``streamed``: of a stream segment), sent with the TTS's
+    ``metrics_collected`` event."""
+
     label: str
     request_id: str
     segment_id: str
