@@ -1,4 +1,4 @@
-"""README's offline testing example runs as written (the LiveKitServer one runs in
+"""README's offline testing examples run as written (the LiveKitServer one runs in
 tests/integration/test_readme.py)."""
 
 from __future__ import annotations
@@ -9,12 +9,18 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
-def test_readme_converse_example_runs() -> None:
+@pytest.mark.parametrize(
+    "marker",
+    ["from syncagents.testing import converse", "from syncagents.testing import DispatchServer"],
+)
+def test_readme_testing_example_runs(marker: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    code = next(b for b in blocks if "from syncagents.testing import converse" in b)
+    code = next(b for b in blocks if marker in b)
     sys.path.insert(0, str(ROOT / "examples"))
     cwd = os.getcwd()
     os.chdir(ROOT)  # the example names examples/hello.wav relative to the checkout

@@ -290,12 +290,13 @@ class JobHandle:
     def user_says(
         self, audio: str | UserAudio, *, timeout: float | None = 60.0, idle_timeout: float = 2.0
     ) -> Turn:
-        """The user says ``audio`` (a file PyAV reads, or ``console.UserAudio``) once the
-        agent is done greeting, and waits until it answered and was quiet ``idle_timeout`` s.
-        Returns the :class:`Turn`; ``TimeoutError`` after ``timeout`` s."""
+        """The user says ``audio`` (a file PyAV reads, or ``console.UserAudio``) once the job
+        is assigned and the agent is done greeting, and waits until it answered and was quiet
+        ``idle_timeout`` s. Returns the :class:`Turn`; ``TimeoutError`` after ``timeout`` s."""
         from ..console.feeder import UserAudio, load_audio
 
         clip = audio if isinstance(audio, UserAudio) else load_audio(audio)
+        self.wait_assigned(timeout)  # a test may talk right after dispatch()
         local = self._local_room()
         return local.run(lambda check: local.session.say(clip, check, idle_timeout), timeout)
 
@@ -303,6 +304,7 @@ class JobHandle:
         self, text: str, *, timeout: float | None = 60.0, idle_timeout: float = 2.0
     ) -> Turn:
         """The user sends ``text`` as a chat message; like :meth:`user_says`."""
+        self.wait_assigned(timeout)  # a test may talk right after dispatch()
         local = self._local_room()
         return local.run(lambda check: local.session.send(text, check, idle_timeout), timeout)
 
