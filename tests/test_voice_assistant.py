@@ -217,11 +217,13 @@ def test_plain_turn_events_timing_audio_context_transcripts_metrics(harnesses: l
     t_stopped, _ = h.wait("user_stopped_speaking")
     t_turn, (user_msg,) = h.wait("user_speech_committed")
     t_agent, _ = h.wait("agent_started_speaking")
-    # the turn ends min_endpointing_delay after the VAD's end of speech (the timer never
-    # fires early; the upper bound only guards against a stuck decision)
-    assert 0.3 - 0.01 <= t_turn - t_stopped < 1.5
-    # preemptive synthesis: the LLM was asked before the turn ended, and the reply plays at once
-    assert len(asked_at) == 1 and asked_at[0] < t_turn
+    # the turn ends min_endpointing_delay after the end of the speech, which the VAD reports
+    # its min_silence_duration (0.3 s) later: here the delay has run out by the report (the
+    # upper bound only guards against a stuck decision)
+    assert 0 <= t_turn - t_stopped < 1.5
+    # preemptive synthesis: the reply made on the final transcript is the one that plays (this
+    # batch STT's final comes after the delay ran out, so the turn ends on it at once)
+    assert len(asked_at) == 1
     assert t_agent - t_turn < 0.5
     assert user_msg.role == "user" and user_msg.content == "hello there"
     assert committed.role == "assistant" and committed.content == answer

@@ -35,6 +35,13 @@ _MAX_BATCH_S = 0.1
 
 
 class AgentOutput:
+    """The agent's audio track (``assistant_voice``) and the playout of its speeches.
+
+    ``source`` is an ``rtc.AudioSource`` with a short native queue (``QUEUE_SIZE_MS``), ``track``
+    the local track it feeds; ``publish(room)`` publishes it as the agent's microphone and
+    ``play(...)`` plays one speech.
+    """
+
     def __init__(self, sample_rate: int, num_channels: int) -> None:
         self.source = rtc.AudioSource(sample_rate, num_channels, queue_size_ms=QUEUE_SIZE_MS)
         self.track = rtc.LocalAudioTrack.create_audio_track(TRACK_NAME, self.source)
@@ -88,6 +95,7 @@ class AgentOutput:
             raise
 
     def close(self) -> None:
+        """Close the audio source; a failure (e.g. at exit) is logged, not raised."""
         try:
             self.source.close()
         except Exception:  # closing at shutdown: the bridge may already be gone

@@ -5,9 +5,11 @@ How a conversation runs (every piece in greenlets owned by the assistant, killed
 
 * the linked participant's microphone goes to a VAD stream and an STT stream
   (``HumanInput``); the agent's voice goes out on its own track (``AgentOutput``);
-* the ``Endpointer`` decides when the user's turn is over; with ``preemptive_synthesis`` the
-  reply (LLM + TTS) starts on the first final transcript, is played only once the turn is
-  validated, and is discarded when the user speaks again first;
+* the ``Endpointer`` decides when the user's turn is over: ``min_endpointing_delay`` after
+  the user's speech really ended (where the VAD last heard it, not when the VAD reported it);
+  with ``preemptive_synthesis`` the reply (LLM + TTS) starts on each final transcript, even
+  before the VAD's end of speech, its audio is held back until the turn is validated, and it
+  is discarded (never played, never in the chat context) when the user speaks again first;
 * speeches (replies and ``say()``) play one at a time, in queue order, from one speech-loop
   greenlet; each playout runs in its own greenlet so an interruption is a kill: the frame being
   handed over is dropped and the source's queue cleared, so the agent goes silent within a
@@ -40,6 +42,7 @@ from .. import vad as vad_mod
 from ..channel import Chan
 from ..runtime import bind_job_id, current_job_id
 from .agent_output import AgentOutput
+from .clock import MONOTONIC, Clock
 from .endpointing import Endpointer
 from .events import EventEmitter
 from .human_input import HumanInput, is_microphone
@@ -79,6 +82,14 @@ class VoiceAssistant(EventEmitter):
     else an iterator of text chunks) and returns what to synthesize (a string or an iterable
     of strings). The chat context and transcriptions keep the original text.
 
+    ``min_endpointing_delay``: seconds after the end of the user's speech before their turn
+    counts as over (counted from where the VAD last heard speech, so the VAD's own silence
+    wait is part of it, not added to it). ``preemptive_synthesis``: start the reply (LLM and
+    TTS) on the final transcript, while that delay runs; its audio plays when the turn ends,
+    and it is dropped if the user speaks again first. ``clock``: the clock turn-taking and
+    the turn metrics run on (default ``time.monotonic``; a ``clock.VirtualClock`` lets tests
+    run the endpointing delay in virtual time).
+
     Events (``@assistant.on(name)``; handlers run in the assistant's greenlets, in order, and
     should be quick): ``user_started_speaking()``, ``user_stopped_speaking()``,
     ``agent_started_speaking()``, ``agent_stopped_speaking()``,
@@ -105,6 +116,7 @@ class VoiceAssistant(EventEmitter):
         transcription: bool = True,
         before_llm_cb: BeforeLLMCallback | None = None,
         before_tts_cb: BeforeTTSCallback | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
         if not stt.capabilities.streaming:
@@ -145,8 +157,12 @@ class VoiceAssistant(EventEmitter):
         self._linked: str | None = None  # identity of the participant we listen to
         self._fixed_participant = False  # given to start(): never switch to someone else
 
+        self._clock: Clock = clock if clock is not None else MONOTONIC
         self._endpointer = Endpointer(
-            min_endpointing_delay, spawn=self._spawn, on_end_of_turn=self._on_end_of_turn
+            min_endpointing_delay,
+            spawn=self._spawn,
+            on_end_of_turn=self._on_end_of_turn,
+            clock=self._clock,
         )
         # the user's current utterance, for interruptions
         self._speech_duration = 0.0
@@ -195,6 +211,11 @@ class VoiceAssistant(EventEmitter):
     def vad(self) -> vad_mod.VAD:
         """The VAD that hears the user's speech."""
         return self._vad
+
+    @property
+    def clock(self) -> Clock:
+        """The clock turn-taking and the turn metrics run on (see ``clock=``)."""
+        return self._clock
 
     @property
     def agent_speaking(self) -> bool:
@@ -429,6 +450,7 @@ class VoiceAssistant(EventEmitter):
             on_vad_event=self._on_vad_event,
             on_stt_event=self._on_stt_event,
             job_id=self._job_id,
+            clock=self._clock,
         )
 
     def _on_track_subscribed(self, track: Any, publication: Any, participant: Any) -> None:
@@ -487,8 +509,11 @@ class VoiceAssistant(EventEmitter):
                 self._speech_duration = ev.speech_duration
                 self._check_interruption()
         elif ev.type is vad_mod.VADEventType.END_OF_SPEECH:
-            self._speech_ended_at = time.monotonic() - ev.silence_duration
-            self._endpointer.on_end_of_speech()
+            # the delay counts from where the speech ended, not from this report (which
+            # comes the VAD's min_silence_duration later)
+            ended_at = self._input.speech_ended_at(ev) if self._input is not None else None
+            self._endpointer.on_end_of_speech(ended_at)
+            self._speech_ended_at = self._endpointer.end_of_speech_at
             if not self._stt_reported:
                 self._transcript_due_until = time.monotonic() + TRANSCRIPT_WAIT
             self._emit("user_stopped_speaking")
@@ -514,8 +539,9 @@ class VoiceAssistant(EventEmitter):
             self._publish_user_transcript(ev, text)
             self._check_interruption()
             self._endpointer.on_final_transcript(text)
-            if not self._endpointer.speaking:
-                self._start_preemptive_reply()
+            # also while the VAD still hears "speech": a streaming STT finalizes after a
+            # shorter silence than the VAD's, and this is the time the reply can use
+            self._start_preemptive_reply()
 
     def _publish_user_transcript(self, ev: stt_mod.SpeechEvent, text: str) -> None:
         if self._transcriptions is None or self._input is None:
@@ -567,7 +593,7 @@ class VoiceAssistant(EventEmitter):
 
     def _start_preemptive_reply(self) -> None:
         text = self._endpointer.text
-        if not self._preemptive or not text or self._endpointer.speaking or self._closed:
+        if not self._preemptive or not text or self._closed:
             return
         pending = self._pending_reply
         if pending is not None and pending.user_question == text:
@@ -607,8 +633,9 @@ class VoiceAssistant(EventEmitter):
         if timings is not None:
             timings.user_text = text
             timings.preemptive = preemptive
-            timings.validated_at = time.monotonic()
+            timings.validated_at = self._clock.now()
             timings.speech_ended_at = self._speech_ended_at
+            timings.end_of_speech_reported_at = self._endpointer.end_of_speech_reported_at
             timings.transcript_at = transcript_at
             timings.stt_duration = self._stt_duration
         self._stt_duration = -1.0
@@ -701,7 +728,7 @@ class VoiceAssistant(EventEmitter):
 
     def _on_first_frame(self, handle: SpeechHandle) -> None:
         if handle._timings is not None:
-            handle._timings.first_frame_at = time.monotonic()
+            handle._timings.first_frame_at = self._clock.now()
         self._agent_speaking = True
         self._emit("agent_started_speaking")
         self._publish_agent_transcript(handle, handle.text, final=False)

@@ -4,10 +4,15 @@
 every frame to both streams (pushes never block), one iterates VAD events, one iterates STT
 events; the events go to the assistant's callbacks in the order each stream produced them.
 ``is_microphone`` says which published tracks count as the user's voice.
+
+``InputTimeline`` records when each frame reached the agent, so that a position in the
+stream (a VAD event's ``timestamp - silence_duration``: where the speech really ended) can
+be turned into a clock time: turn-taking counts its delays from that moment.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +22,19 @@ from loguru import logger
 
 from .. import rtc, stt, vad
 from ..runtime import bind_job_id
+from .clock import MONOTONIC, Clock
 
-__all__ = ["INPUT_SAMPLE_RATE", "HumanInput", "is_microphone"]
+__all__ = ["INPUT_SAMPLE_RATE", "HumanInput", "InputTimeline", "is_microphone"]
 
 # the rate the track is read at: what VADs and speech recognizers usually run at, so neither
-# resamples; larger frames than livekit's 10 ms halve the per-frame cost of the fan-out
+# resamples. 50 ms frames, as livekit-agents' room input reads them: every frame crosses three
+# threads (livekit's callback, the bridge loop, the hub), each taking the GIL, so with many
+# assistants per process the frame count, not the audio, is the cost (bench/turn.py); the VAD
+# still decides per 32 ms window, at most one frame (~25 ms on average) later.
 INPUT_SAMPLE_RATE = 16000
-_INPUT_FRAME_MS = 20
+_INPUT_FRAME_MS = 50
+# how much audio before a position InputTimeline looks at to find the least-delayed frame
+_SMOOTHING_S = 1.0
 
 
 def is_microphone(track: Any, publication: Any) -> bool:
@@ -38,7 +49,61 @@ def is_microphone(track: Any, publication: Any) -> bool:
     )
 
 
+class InputTimeline:
+    """When the user's audio reached the agent: ``on_audio`` is called for every frame as it
+    is handed to the VAD; ``time_of(position)`` gives the clock time at which the audio at
+    ``position`` (seconds since the stream began, as in ``VADEvent.timestamp``) arrived.
+
+    Frames come in bursts (the media stack batches them, the hub may be busy), so one frame's
+    arrival can be late; the estimate takes the earliest-arriving frame of the second of audio
+    leading up to ``position`` (in a continuous stream each frame arrives no earlier than its
+    audio was captured, so the smallest delay is the truest). Only the last ``horizon``
+    seconds of audio are remembered.
+    """
+
+    def __init__(self, clock: Clock = MONOTONIC, *, horizon: float = 30.0) -> None:
+        self.clock = clock
+        self.horizon = horizon
+        self.position = 0.0
+        """Seconds of audio received so far."""
+        # (stream position at the frame's end, clock time it arrived), oldest first
+        self._frames: collections.deque[tuple[float, float]] = collections.deque()
+
+    def on_audio(self, seconds: float) -> None:
+        """``seconds`` more audio arrived now."""
+        self.position += seconds
+        self._frames.append((self.position, self.clock.now()))
+        oldest = self.position - self.horizon
+        while self._frames and self._frames[0][0] < oldest:
+            self._frames.popleft()
+
+    def time_of(self, position: float) -> float | None:
+        """Clock time the audio at ``position`` arrived (None: not received, or forgotten)."""
+        if not self._frames or position > self.position or position < self._frames[0][0]:
+            return None  # not received yet, or the frame that held it is forgotten
+        best: float | None = None
+        for end, arrived in reversed(self._frames):
+            if end < position - _SMOOTHING_S:
+                break
+            offset = arrived - end
+            if end >= position:
+                best = offset  # frames later than the one holding ``position`` do not count
+            elif best is None or offset < best:
+                best = offset
+        if best is None:
+            return None
+        return min(position + best, self.clock.now())
+
+
 class HumanInput:
+    """The user's track fanned out to a VAD stream and an STT stream.
+
+    Three greenlets: one reads ``track`` at 16 kHz mono and pushes every frame to both streams, the
+    others pass each VAD and STT event to ``on_vad_event`` / ``on_stt_event`` (an exception there is
+    logged, never raised). When the track ends, both streams get ``end_input()``.
+    ``timeline`` records when the audio arrived (on ``clock``), for ``speech_ended_at``.
+    """
+
     def __init__(
         self,
         *,
@@ -50,6 +115,7 @@ class HumanInput:
         on_vad_event: Callable[[vad.VADEvent], None],
         on_stt_event: Callable[[stt.SpeechEvent], None],
         job_id: str | None = None,
+        clock: Clock = MONOTONIC,
     ) -> None:
         self.track = track
         self.participant = participant
@@ -62,6 +128,7 @@ class HumanInput:
         )
         self._on_vad_event = on_vad_event
         self._on_stt_event = on_stt_event
+        self.timeline = InputTimeline(clock)
         self._group = Group()
         self._closed = False
         for fn in (self._read_audio, self._read_vad, self._read_stt):
@@ -71,8 +138,11 @@ class HumanInput:
 
     def _read_audio(self) -> None:
         vad_stream, stt_stream = self._vad_stream, self._stt_stream
+        timeline = self.timeline
         try:
             for ev in self._audio:
+                frame = ev.frame
+                timeline.on_audio(frame.samples_per_channel / frame.sample_rate)
                 vad_stream.push_frame(ev.frame)
                 stt_stream.push_frame(ev.frame)
         except RuntimeError:  # a stream was closed under us: we are closing
@@ -80,6 +150,15 @@ class HumanInput:
         if not self._closed:  # the track ended: let both streams finish what they have
             vad_stream.end_input()
             stt_stream.end_input()
+
+    def speech_ended_at(self, ev: vad.VADEvent) -> float:
+        """Clock time the speech that ``ev`` (an END_OF_SPEECH) ends really ended: when the
+        audio where the VAD last heard it reached the agent, before the silence the VAD
+        waited for to be sure."""
+        at = self.timeline.time_of(ev.timestamp - ev.silence_duration)
+        if at is None:  # not in the timeline (a VAD fed from elsewhere): count back from now
+            at = self.timeline.clock.now() - ev.silence_duration
+        return at
 
     def _read_vad(self) -> None:
         self._read("VAD", self._vad_stream, self._on_vad_event)
@@ -99,6 +178,10 @@ class HumanInput:
                 logger.opt(exception=True).error("{} stream of {} failed", what, self.identity)
 
     def close(self) -> None:
+        """Stop reading: close the audio stream, kill the greenlets, close both streams.
+
+        Waits up to 5 s for the greenlets to die; calling it again does nothing.
+        """
         if self._closed:
             return
         self._closed = True

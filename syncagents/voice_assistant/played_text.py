@@ -29,6 +29,7 @@ _WORD = re.compile(r"\S+")
 
 
 def count_words(text: str) -> int:
+    """The number of words in ``text`` (runs of non-whitespace)."""
     return len(_WORD.findall(text))
 
 
@@ -55,6 +56,11 @@ class PlayoutTracker:
         """Seconds of audio handed to the source so far."""
 
     def on_audio(self, delta_text: str, duration: float) -> None:
+        """Record one frame of ``duration`` seconds handed to the audio source.
+
+        A non-blank ``delta_text`` starts a new segment holding its words at this point of the
+        audio.
+        """
         if delta_text.strip():
             # frames that came before the first marked one belong to the first segment
             start = self.captured if self._segments else 0.0

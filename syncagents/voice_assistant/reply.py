@@ -31,6 +31,13 @@ MAX_TOOL_ROUNDS = 3
 def reply_text(
     assistant: VoiceAssistant, handle: SpeechHandle, chat_ctx: llm.ChatContext
 ) -> Iterator[str]:
+    """The text of the reply ``handle``, as it streams from the LLM (a generator).
+
+    Asks the assistant's LLM about ``chat_ctx`` (nothing is yielded when ``before_llm_cb``
+    skipped the request). When a round ends with tool calls it waits for the turn to be
+    validated, runs them, adds them and their results to the chat context and yields the
+    follow-up answer; at most ``MAX_TOOL_ROUNDS`` rounds.
+    """
     stream: Any = assistant._start_llm(chat_ctx, handle)
     if stream is None:
         return
@@ -44,6 +51,8 @@ def reply_text(
                 for choice in chunk.choices:
                     content = choice.delta.content
                     if content:
+                        if timings is not None and timings.llm_first_token_at < 0:
+                            timings.llm_first_token_at = assistant.clock.now()
                         if separator and not content[0].isspace():
                             yield separator
                         separator = ""

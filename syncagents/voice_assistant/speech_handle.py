@@ -65,6 +65,10 @@ class SpeechHandle:
 
     @property
     def interrupted(self) -> bool:
+        """Whether the speech was interrupted.
+
+        Also true for a speech interrupted before it started playing (nothing of it played).
+        """
         return self._interrupted
 
     @property

@@ -71,10 +71,12 @@ class SpeechSynthesis:
 
     @property
     def text(self) -> str:
+        """The text read from the source so far (as the source gave it, before ``before_tts``)."""
         return "".join(self._parts)
 
     @property
     def request_id(self) -> str:
+        """The TTS stream's request id."""
         return self.stream.request_id
 
     def _record(self, source: TextSource | llm_mod.LLMStream) -> TextSource:

@@ -23,6 +23,7 @@ __all__ = ["TranscriptionPublisher", "new_segment_id"]
 
 
 def new_segment_id() -> str:
+    """A fresh transcription segment id: ``SG_`` and 12 random hex digits."""
     return "SG_" + uuid.uuid4().hex[:12]
 
 
@@ -86,6 +87,10 @@ class TranscriptionPublisher:
         )
 
     def close(self) -> None:
+        """Accept no more updates; those already queued are still sent.
+
+        Later ``publish()`` calls are ignored. The publisher greenlet ends once the queue is empty.
+        """
         self._updates.close()
 
     def _run(self) -> None:
