@@ -69,8 +69,14 @@ class FakeVAD(vad.VAD):
             if latency:
                 _real_sleep(latency)
             self.windows_seen += 1  # int += under the GIL: fine from one stream's thread
-            rms = float(np.sqrt(np.mean(np.square(window, dtype=np.float64))))
-            return 1.0 if rms > threshold else 0.0
+            # The energy as one dot product, not square/mean: numpy ufuncs and reductions on
+            # more than 500 elements release the GIL, and when another thread (the bridge
+            # loop, livekit's callbacks) takes it the hub waits up to the switch interval to
+            # get it back — ~100x the work itself, per window, many assistants per process.
+            # A BLAS dot on a 1-D vector keeps the GIL.
+            samples = np.asarray(window, dtype=np.float32).ravel()
+            energy = float(samples @ samples)
+            return 1.0 if energy > threshold * threshold * max(1, samples.size) else 0.0
 
         return predict
 
@@ -215,7 +221,7 @@ class FakeTTS(tts.TTS):
         self.synthesized.append(text)
         if self.ttfb:
             gevent.sleep(self.ttfb)
-        frames = sine_frames(
+        frames = _iter_sine_frames(
             self.audio_duration(text),
             sample_rate=self.sample_rate,
             num_channels=self.num_channels,
@@ -239,18 +245,38 @@ def sine_frames(
     frame_ms: int = 10,
 ) -> list[Any]:
     """``rtc.AudioFrame``s of a tone (``amplitude`` 0 gives silence), ``frame_ms`` each."""
+    return list(
+        _iter_sine_frames(
+            duration,
+            sample_rate=sample_rate,
+            num_channels=num_channels,
+            frequency=frequency,
+            amplitude=amplitude,
+            frame_ms=frame_ms,
+        )
+    )
+
+
+def _iter_sine_frames(
+    duration: float,
+    *,
+    sample_rate: int,
+    num_channels: int,
+    frequency: float,
+    amplitude: float,
+    frame_ms: int,
+) -> Iterator[Any]:
+    """The frames of :func:`sine_frames`, each computed when asked for: the first one is
+    there at once, whatever the length (FakeTTS is a zero-latency TTS)."""
     total = round(duration * sample_rate)
-    t = np.arange(total) / sample_rate
-    wave = (np.sin(2 * math.pi * frequency * t) * amplitude * 32767).astype(np.int16)
     per = max(1, sample_rate * frame_ms // 1000)
-    frames = []
     for i in range(0, total, per):
-        chunk = wave[i : i + per]
+        t = np.arange(i, min(i + per, total)) / sample_rate
+        chunk = (np.sin(2 * math.pi * frequency * t) * amplitude * 32767).astype(np.int16)
         if num_channels > 1:
             chunk = np.repeat(chunk, num_channels)
         n = len(chunk) // num_channels
-        frames.append(rtc.AudioFrame(chunk.tobytes(), sample_rate, num_channels, n))
-    return frames
+        yield rtc.AudioFrame(chunk.tobytes(), sample_rate, num_channels, n)
 
 
 def tone_bursts(
