@@ -22,6 +22,12 @@ seconds, seconds of wall time and of its thread's CPU time per second of audio: 
 near or above 1 with a much lower CPU RTF means its thread was waiting for a core.
 Goal: total p50 <= 800 ms, max <= 1200 ms.
 
+Real time (per conversation, and at worst): ``user audio late``, how late a frame of the user's
+audio reached the room against its real-time schedule (frame n due n x 10 ms after the
+microphone opened; the source's 100 ms queue runs ahead of it, so on pace this is <= 0), and
+``agent audio misplaced``, how far from where it played (as it came out of the agent's track)
+a frame of the agent's audio was written in the console's output. Goal: both < 20 ms.
+
 Run: ``python bench/voice.py [--conversations 3] [--turns 5]``. Nothing is asserted.
 """
 
@@ -56,6 +62,9 @@ from syncagents.voice_assistant import TurnMetrics
 
 P50_GOAL_MS = 800.0
 MAX_GOAL_MS = 1200.0
+DRIFT_GOAL_MS = 20.0
+# (conversation, seconds it ran, user audio late s, agent audio misplaced s)
+DRIFT: list[tuple[int, float, float, float]] = []
 
 SENTENCES = [
     "Hello there. What is the weather like today?",
@@ -168,8 +177,12 @@ def conversation(index: int, turns: int) -> list[Row]:
         ctx.room.assistant_listeners.append(probe.follow)
         echo_agent.entrypoint(ctx)
 
+    began = time.monotonic()
     result = run_console(
         entrypoint, prewarm=echo_agent.prewarm, inputs=inputs, idle_s=1.0, out=io.StringIO()
+    )
+    DRIFT.append(
+        (index, time.monotonic() - began, result.input_late_s, result.output_misplaced_s)
     )
     if result.exit_code != 0:
         print(f"conversation {index}: console exit {result.exit_code} ({result.reason})")
@@ -314,6 +327,23 @@ def main() -> None:
         f"on {os.cpu_count()} cores\n"
     )
     report(rows)
+    drift_report()
+
+
+def drift_report() -> None:
+    print()
+    for index, seconds, late, misplaced in DRIFT:
+        print(
+            f"  conversation {index} ({seconds:.0f} s): user audio late {late * 1000:+.0f} ms "
+            f"at worst, agent audio misplaced {misplaced * 1000:.0f} ms at worst"
+        )
+    worst_late = max((d[2] for d in DRIFT), default=0.0) * 1000
+    worst_misplaced = max((d[3] for d in DRIFT), default=0.0) * 1000
+    met = worst_late < DRIFT_GOAL_MS and worst_misplaced < DRIFT_GOAL_MS
+    print(
+        f"  real time: user audio late {worst_late:+.0f} ms, agent audio misplaced "
+        f"{worst_misplaced:.0f} ms; goal < {DRIFT_GOAL_MS:.0f} ms: {'MET' if met else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

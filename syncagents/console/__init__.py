@@ -44,6 +44,7 @@ __all__ = [
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 _JOB_END_TIMEOUT = 30.0
+USER_LEAD_MS = 500
 
 
 @dataclass
@@ -53,7 +54,9 @@ class ConsoleResult:
     ``exit_code``: 0, 1 (the agent failed) or 130 (interrupted); ``job``: how the job ended;
     ``transcript``: the ``(who, text)`` lines; ``turns``: one :class:`Turn` per input;
     ``greeting``: what the agent said before the first input; ``reason``: why it ended
-    (``done``, ``job ended``, ``timeout``, ``interrupted``).
+    (``done``, ``job ended``, ``timeout``, ``interrupted``). Real-time pace:
+    ``input_late_s``, how late the user's audio reached the room against its schedule at
+    worst; ``output_misplaced_s``, how far from where it played agent audio was written.
     """
 
     exit_code: int
@@ -62,6 +65,8 @@ class ConsoleResult:
     turns: list[Turn] = field(default_factory=list)
     greeting: str = ""
     reason: str = "done"
+    input_late_s: float = 0.0
+    output_misplaced_s: float = 0.0
 
 
 class _LazySpeaker:
@@ -130,7 +135,10 @@ def run_console(
     def agent_running() -> bool:
         return not returned.is_set() and not (job is not None and job.ready())
 
-    room = LocalRoom()
+    # the user's audio is known ahead (a file): the microphone queues USER_LEAD_MS of it, so
+    # a stall of the thread feeding it (a busy machine, a plugin holding the GIL) shorter than
+    # that never reaches the agent; a live microphone only ever queues what it has recorded
+    room = LocalRoom(user_queue_ms=100 if mic else USER_LEAD_MS)
     speaker_dev = _LazySpeaker() if speaker else None
     microphone: Any = None
     try:
@@ -210,7 +218,14 @@ def run_console(
         print(f"error: the agent failed: {result.error}", file=sys.stderr, flush=True)
         exit_code = 1
     return ConsoleResult(
-        exit_code, result, list(session.lines), list(session.turns), session.greeting, reason
+        exit_code,
+        result,
+        list(session.lines),
+        list(session.turns),
+        session.greeting,
+        reason,
+        session.input_late_s,
+        session.recorder.max_misplaced_s,
     )
 
 

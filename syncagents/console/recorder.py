@@ -1,16 +1,21 @@
 """Records what the agent publishes, on the real-time timeline, to a WAV file and/or speaker.
 
 Frames arrive paced by the agent's ``AudioSource``; when the agent is silent no frames come,
-so gaps are filled with silence from the wall clock. The file is mono 16-bit at the rate of
-the agent's source. It is opened when the recorder is made (a path that cannot be written
-fails before the agent starts) and its header is rewritten after every frame, so it is a valid
-WAV at any moment, also when the process is cut short.
+so gaps are filled with silence. Each frame is placed where it was played: the time it came
+out of the agent's track is taken on the bridge loop's thread as it arrives (a greenlet
+reading it later, after plugins held the hub, would place it late), and frames that follow
+each other without a gap are written back to back (their playout positions on the track).
+The file is mono 16-bit at the rate of the agent's source. It is opened when the recorder is
+made (a path that cannot be written fails before the agent starts) and its header is
+rewritten after every frame, so it is a valid WAV at any moment, also when the process is cut
+short.
 """
 
 from __future__ import annotations
 
+import collections
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import gevent
@@ -18,22 +23,68 @@ import gevent.pool
 import numpy as np
 from loguru import logger
 
-from .. import rtc
+from .. import _bridge, rtc
 from ..codecs.wav import WavWriter
+from ..rtc._blocking import lk, unwrap
 from ..rtc.track import source_rate_of
 
 __all__ = ["VOICE_PEAK", "AgentRecorder"]
 
-# a gap shorter than this is jitter in frame delivery, not silence
-_GAP_TOLERANCE_S = 0.03
+# a gap shorter than this is jitter in frame delivery, not silence (the arrival bounds of the
+# frames after a frame take out the lateness of its own stamp: what remains is small)
+_GAP_TOLERANCE_S = 0.015
 # frames quieter than this (int16 peak) do not count as the agent speaking
 VOICE_PEAK = 300
+
+
+# frames buffered between the loop and the recorder greenlet: a long hub stall must not push
+# back on the track (its frames would then be stamped late)
+_BUFFER_FRAMES = 3000
+# a frame is written this long after it arrived: the frames arriving meanwhile tell where a
+# burst (frames held up together, then delivered at once) really played
+_WINDOW_S = 0.2
+
+
+class _StampedStream:
+    """The frames of an audio track with ``time.monotonic()`` of their arrival, taken on the
+    bridge loop's thread: ``for at, frame in stream.frames``."""
+
+    def __init__(self, track: Any, rate: int) -> None:
+        self._track = unwrap(track)
+        self._rate = rate
+        self._lk: Any = None
+        self.frames: _bridge.BlockingIterator[tuple[float, Any]] = _bridge.BlockingIterator(
+            self._open, maxsize=_BUFFER_FRAMES, on_close=self._aclose
+        )
+
+    def _open(self) -> AsyncIterator[tuple[float, Any]]:  # loop thread
+        self._lk = lk.AudioStream(
+            self._track, loop=_bridge.loop(), sample_rate=self._rate, num_channels=1
+        )
+        return self._stamped(self._lk)
+
+    @staticmethod
+    async def _stamped(stream: Any) -> AsyncIterator[tuple[float, Any]]:
+        async for ev in stream:
+            yield time.monotonic(), ev.frame
+
+    async def _aclose(self) -> None:
+        stream, self._lk = self._lk, None
+        if stream is not None:
+            await stream.aclose()
+
+    def close(self) -> None:
+        """End the iteration (any greenlet)."""
+        self.frames.close()
 
 
 class AgentRecorder:
     """Reads the agent's first audio track (``attach``) and writes it to ``output`` and/or
     ``sink``; ``on_voice(began_at)`` is called for every frame with speech in it
-    (``began_at``: ``time.monotonic()`` when the frame started to play)."""
+    (``began_at``: ``time.monotonic()`` when the frame started to play).
+
+    ``max_misplaced_s``: the largest distance between where a frame was written in the file
+    and where it played (``t0`` being the file's start)."""
 
     def __init__(
         self,
@@ -54,7 +105,11 @@ class AgentRecorder:
         self.written_s = 0.0
         self.last_voice_at: float | None = None
         self.voiced_s = 0.0
-        self._streams: list[rtc.AudioStream] = []
+        self.max_misplaced_s = 0.0
+        self._arrived_s = 0.0  # seconds of audio that came out of the track
+        # [began no later than - audio before it, arrived at, frame, audio before it]
+        self._pending: collections.deque[list[Any]] = collections.deque()
+        self._streams: list[_StampedStream] = []
         self._closed = False
 
     def attach(self, publication: Any) -> None:
@@ -64,25 +119,64 @@ class AgentRecorder:
         if int(publication.kind) != int(rtc.TrackKind.KIND_AUDIO):
             return
         self.rate = source_rate_of(publication.track) or 48000
-        stream = rtc.AudioStream(publication.track, self.rate, 1)
+        stream = _StampedStream(publication.track, self.rate)
         self._streams.append(stream)
         self._group.spawn(self._record, stream)
 
-    def _record(self, stream: rtc.AudioStream) -> None:
-        for ev in stream:
-            frame = ev.frame
-            now = time.monotonic()
+    def _record(self, stream: _StampedStream) -> None:
+        frames = stream.frames
+        try:
+            while True:
+                try:
+                    self._arrive(*frames.next(timeout=_WINDOW_S))
+                    # everything already here bounds the pending frames: read it all first
+                    while True:
+                        try:
+                            self._arrive(*frames.next(timeout=0))
+                        except TimeoutError:
+                            break
+                except TimeoutError:
+                    pass
+                self._place(time.monotonic() - _WINDOW_S)
+        except StopIteration:
+            pass
+        finally:
+            self._place(float("inf"))
+
+    def _arrive(self, at: float, frame: Any) -> None:
+        """A frame came out of the track at ``at``: it bounds when the pending ones played."""
+        duration = frame.samples_per_channel / frame.sample_rate
+        self._arrived_s += duration
+        # played back to back up to this frame, a pending frame began no later than this
+        # frame's arrival minus the audio from it to here (a burst after a stall of the
+        # thread that stamps them moves the whole burst back to where it played)
+        bound = at - self._arrived_s
+        for pending in self._pending:
+            if bound < pending[0]:
+                pending[0] = bound
+        self._pending.append([bound, at, frame, self._arrived_s - duration])
+        peak = int(np.abs(np.frombuffer(frame.data, dtype=np.int16)).max(initial=0))
+        if peak >= VOICE_PEAK:
+            self.last_voice_at = at  # at once: the session's idea of quiet must not lag
+
+    def _place(self, until: float) -> None:
+        """Write the pending frames that arrived before ``until`` where they played."""
+        while self._pending and self._pending[0][1] <= until:
+            bound, _at, frame, before = self._pending.popleft()
             duration = frame.samples_per_channel / frame.sample_rate
-            began = now - self.t0 - duration  # when this frame started to play
+            played_at = bound + before  # time.monotonic() when the frame started to play
+            began = played_at - self.t0
             if began - self.written_s > _GAP_TOLERANCE_S:
                 self._silence(began - self.written_s)
+            # how far from where it played the frame lands in the file (jitter written back
+            # to back: up to the gap tolerance)
+            self.max_misplaced_s = max(self.max_misplaced_s, abs(self.written_s - began))
             self._write(frame)
             peak = int(np.abs(np.frombuffer(frame.data, dtype=np.int16)).max(initial=0))
             if peak >= VOICE_PEAK:
-                self.last_voice_at = now
                 self.voiced_s += duration
                 if self._on_voice is not None:
-                    self._on_voice(now - duration)
+                    self._on_voice(played_at)
 
     def _silence(self, seconds: float) -> None:
         assert self.rate is not None

@@ -167,8 +167,16 @@ class ConsoleSession:
         """Open the user's microphone: silence until something is said (idempotent; the
         agent must have joined)."""
         if self._feeder is None:
-            self._feeder = InputFeeder(self.room.user_source)
+            # one timeline for both sides: the microphone's frame 0 is due when the agent
+            # joined, the recorder's time 0 (the output WAV's first sample)
+            self._feeder = InputFeeder(self.room.user_source, origin=self.room.connected_at)
             self._group.spawn(self._feeder.run)
+
+    @property
+    def input_late_s(self) -> float:
+        """How late the user's audio was handed to the microphone track against its
+        real-time schedule, at worst (0 before any input played)."""
+        return self._feeder.max_late_s if self._feeder is not None else 0.0
 
     def start_microphone(self, microphone: Any) -> None:
         """Use a real microphone (``console.devices.Microphone``) as the user instead."""
