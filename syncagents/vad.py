@@ -280,7 +280,7 @@ class VADStream(InputStream[Any, VADEvent]):
         self._pending = [rest] if len(rest) else []
         self._pending_len = len(rest)
 
-        floats = windows.astype(np.float32) / 32768.0
+        floats = _to_float(windows)
         if self._vad.inference_in_thread:
             probs, elapsed = to_thread(_predict_all, self._predictor, floats)
         else:
@@ -318,8 +318,9 @@ class VADStream(InputStream[Any, VADEvent]):
             # the (lower) deactivation threshold: that decay lags the audio by ~50-100 ms.
             self._last_confident = self._samples_index
 
-        window_frame = self._frame(window)
-        self._emit(VADEventType.INFERENCE_DONE, [window_frame], prob, inference_duration)
+        # the window's frame is built only if someone reads ev.frames (endpointing does not)
+        lazy = _WindowFrames(window, self._sr)
+        self._emit(VADEventType.INFERENCE_DONE, lazy, prob, inference_duration)
         if started:
             self._emit(VADEventType.START_OF_SPEECH, [self._segment_frame()], prob)
         elif ended:
@@ -359,7 +360,7 @@ class VADStream(InputStream[Any, VADEvent]):
     def _emit(
         self,
         type_: VADEventType,
-        frames: list[Any],
+        frames: list[Any] | _WindowFrames,
         probability: float,
         inference_duration: float = 0.0,
         *,
@@ -374,19 +375,54 @@ class VADStream(InputStream[Any, VADEvent]):
         else:
             speech = self._speech_run
             silence = 0
+        window = frames if isinstance(frames, _WindowFrames) else None
         self._out.send_nowait(
-            VADEvent(
+            (VADEvent if window is None else _WindowEvent)(
                 type=type_,
                 samples_index=self._samples_index,
                 timestamp=self._samples_index / self._sr,
                 speech_duration=speech / self._sr,
                 silence_duration=silence / self._sr,
-                frames=frames,
+                frames=frames,  # type: ignore[arg-type]  # _WindowEvent takes the window
                 probability=probability,
                 speaking=self._speaking,
                 inference_duration=inference_duration,
             )
         )
+
+
+class _WindowFrames:
+    """An INFERENCE_DONE window not yet made into an ``rtc.AudioFrame``."""
+
+    __slots__ = ("sample_rate", "samples")
+
+    def __init__(self, samples: np.ndarray, sample_rate: int) -> None:
+        self.samples = samples
+        self.sample_rate = sample_rate
+
+
+class _WindowEvent(VADEvent):
+    """An INFERENCE_DONE ``VADEvent`` whose ``frames`` are built when first read.
+
+    One event per window (every 32 ms per participant) and most readers only look at the
+    probability and durations: an ``AudioFrame`` (a native object) per window that nobody
+    reads is wasted work on the hub. To its readers it is an ordinary ``VADEvent``.
+    """
+
+    _frames: list[Any] | _WindowFrames
+
+    @property  # type: ignore[override]
+    def frames(self) -> list[Any]:
+        """The window as one mono ``rtc.AudioFrame`` at the VAD rate, in a list."""
+        pending = self._frames
+        if isinstance(pending, _WindowFrames):
+            samples = pending.samples
+            self._frames = [rtc.AudioFrame(samples.tobytes(), pending.sample_rate, 1, len(samples))]
+        return self._frames  # type: ignore[return-value]
+
+    @frames.setter
+    def frames(self, value: list[Any] | _WindowFrames) -> None:
+        self._frames = value
 
 
 def _mono(frame: Any) -> np.ndarray:
@@ -396,6 +432,26 @@ def _mono(frame: Any) -> np.ndarray:
         return data
     # average the channels (in int32 so the sum cannot overflow)
     return (data.reshape(-1, channels).astype(np.int32).sum(axis=1) // channels).astype(np.int16)
+
+
+# numpy releases the GIL for a cast or a ufunc over more than 500 elements. On the hub that is
+# a cost, not a gain: with the bridge loop and livekit's callback threads waiting for the GIL,
+# one of them takes it and the hub waits up to the switch interval to get it back — measured
+# ~0.1-0.5 ms for a conversion that takes 2 µs, on every VAD window of every stream. Pieces
+# below that size keep the GIL (a large backlog, where one release is cheap, goes in one op).
+_GIL_PIECE = 480
+_INT16_SCALE = np.float32(1.0 / 32768.0)
+
+
+def _to_float(windows: np.ndarray) -> np.ndarray:
+    """int16 windows → float32 in [-1, 1), without releasing the GIL for small batches."""
+    if windows.size > 16 * _GIL_PIECE:
+        return np.multiply(windows, _INT16_SCALE, dtype=np.float32)
+    out = np.empty(windows.shape, dtype=np.float32)
+    flat_in, flat_out = windows.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_in.size, _GIL_PIECE):
+        np.multiply(flat_in[i : i + _GIL_PIECE], _INT16_SCALE, out=flat_out[i : i + _GIL_PIECE])
+    return out
 
 
 def _predict_all(predictor: Predictor, windows: np.ndarray) -> tuple[list[float], float]:

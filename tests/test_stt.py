@@ -82,6 +82,39 @@ def test_stream_adapter_two_segments_in_order() -> None:
     assert fake.recognized[0] > 0.6 and fake.recognized[1] > 0.4
 
 
+def test_segment_stream_recognizes_the_segments_of_a_vad_stream_run_elsewhere() -> None:
+    fake = FakeSTT(["first segment", "second segment"])
+    vad_ = FakeVAD()
+    adapter = stt.StreamAdapter(stt=fake, vad=vad_)
+    vad_stream = vad_.stream()
+    segments = adapter.segment_stream()
+
+    def relay() -> None:  # what VoiceAssistant does with the one VAD stream it runs
+        for ev in vad_stream:
+            segments.push_vad_event(ev)
+        segments.end_input()
+
+    def feed() -> None:
+        for frame in audio():
+            vad_stream.push_frame(frame)
+            gevent.idle()
+        vad_stream.end_input()
+
+    workers = [gevent.spawn(relay), gevent.spawn(feed)]
+    with gevent.Timeout(20):
+        speech = list(segments)
+    for worker in workers:
+        worker.get(timeout=5)
+
+    assert [e.type for e in speech] == [S.START_OF_SPEECH, S.FINAL_TRANSCRIPT, S.END_OF_SPEECH] * 2
+    finals = [e for e in speech if e.type is S.FINAL_TRANSCRIPT]
+    assert [f.text for f in finals] == ["first segment", "second segment"]
+    for final, (start, end) in zip(finals, BURSTS):
+        assert abs(final.alternatives[0].start_time - start) < 0.1
+        assert abs(final.alternatives[0].end_time - end) < 0.1
+    assert len(fake.recognized) == 2
+
+
 def test_stream_adapter_shifts_segment_relative_times() -> None:
     def timed(frames: list[Any], language: str | None) -> stt.SpeechEvent:
         # like a real batch STT: times relative to the audio it was given

@@ -221,3 +221,37 @@ def test_input_after_end_input_or_close_raises() -> None:
     stream.close()
     with pytest.raises(RuntimeError, match=r"SynthesizeStream\.push_text\(\) after close\(\)"):
         stream.push_text("more")
+
+
+class _OffRateTTS(FakeTTS):
+    """Declares 24 kHz mono, yields 16 kHz stereo; counts its own ``synthesize()`` calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synthesize_calls = 0
+
+    def synthesize(self, text: str) -> tts.ChunkedStream:
+        self.synthesize_calls += 1
+        return super().synthesize(text)
+
+    def _synthesize(self, text: str) -> Iterator[Any]:
+        self.synthesized.append(text)
+        yield from sine_frames(self.audio_duration(text), sample_rate=16000, num_channels=2)
+
+
+def test_stream_adapter_conforms_the_wrapped_audio_once() -> None:
+    fake = _OffRateTTS()
+    stream = tts.StreamAdapter(tts=fake).stream()
+    stream.push_text(SENTENCES[0] + " " + SENTENCES[1])
+    stream.end_input()
+    with gevent.Timeout(10):
+        items = list(stream)
+
+    # the adapter's stream runs the plugin's generator and converts its audio itself: the
+    # wrapped TTS's synthesize() (a greenlet, a queue and a conversion of its own) is not used
+    assert fake.synthesize_calls == 0
+    assert fake.synthesized == SENTENCES[:2]
+    assert all(i.frame.sample_rate == 24000 and i.frame.num_channels == 1 for i in items)
+    expected = sum(fake.audio_duration(s) for s in SENTENCES[:2])
+    assert total_duration([i.frame for i in items]) == pytest.approx(expected, abs=0.02)
+    assert [i.delta_text for i in items if i.delta_text] == SENTENCES[:2]

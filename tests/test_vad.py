@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gevent
@@ -266,3 +267,21 @@ def test_input_after_end_input_or_close_raises() -> None:
     stream.close()
     with pytest.raises(RuntimeError, match=r"VADStream\.push_frame\(\) after close\(\)"):
         stream.push_frame(frame)
+
+
+def test_window_frames_are_the_audio_built_when_read() -> None:
+    audio = bursts_audio()
+    events = run_stream(FakeVAD(), audio)
+    windows = [e for e in events if e.type is vad.VADEventType.INFERENCE_DONE]
+    assert all(isinstance(e, vad.VADEvent) for e in windows)
+    # read in any order, each window's frame is its 512 samples of the input, at the VAD rate
+    pushed = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in audio])
+    for i in (5, 0, len(windows) - 2):
+        (frame,) = windows[i].frames
+        assert frame.sample_rate == 16000 and frame.num_channels == 1
+        got = np.frombuffer(frame.data, dtype=np.int16)
+        assert np.array_equal(got, pushed[512 * i : 512 * (i + 1)])
+        assert windows[i].frames[0] is frame  # built once
+    # the event stays an ordinary dataclass to its readers
+    copy = dataclasses.replace(windows[1], probability=0.25)
+    assert copy.frames == windows[1].frames and copy.probability == 0.25

@@ -114,6 +114,7 @@ class Harness:
         llm_: llm.LLM,
         tts: FakeTTS | None = None,
         stt: Any = None,
+        vad: Any = None,
         **options: Any,
     ) -> None:
         self.room = LocalRoom()
@@ -132,7 +133,7 @@ class Harness:
         self.llm = llm_
         options.setdefault("min_endpointing_delay", 0.3)
         self.assistant = VoiceAssistant(
-            vad=FakeVAD(), stt=self.stt, llm=self.llm, tts=self.tts, **options
+            vad=vad or FakeVAD(), stt=self.stt, llm=self.llm, tts=self.tts, **options
         )
         for name in sorted(EVENTS):
             self.assistant.on(name, self._recorder(name))  # type: ignore[arg-type]
@@ -186,6 +187,35 @@ def harnesses() -> Any:
 
 def contents(chat_ctx: llm.ChatContext) -> list[tuple[str, str | None]]:
     return [(m.role, m.content) for m in chat_ctx.messages]
+
+
+class CountingVAD(FakeVAD):
+    """A FakeVAD that counts the streams made from it (each one runs its own inference)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams = 0
+
+    def stream(self) -> Any:
+        self.streams += 1
+        return super().stream()
+
+
+def test_a_batch_stt_recognizes_the_segments_of_the_one_vad_stream(harnesses: list) -> None:
+    # the assistant wraps the batch STT in a StreamAdapter with the same VAD: its endpointing
+    # and the adapter share one VAD stream for the participant, not one each
+    counting = CountingVAD()
+    h = Harness(
+        transcripts=["hello there"], llm_=FakeLLM(responder=lambda ctx: "Hi!"), vad=counting
+    )
+    harnesses.append(h)
+    h.ear.wait_listening()
+    h.mouth.speak(0.8)
+    _, (user_msg,) = h.wait("user_speech_committed")
+    assert user_msg.content == "hello there"
+    h.wait("agent_speech_committed")
+    assert counting.streams == 1
+    assert len(h.stt.recognized) == 1  # the one segment went to the batch STT
 
 
 # -- a plain turn ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import pytest
 
 from syncagents.voice_assistant.endpointing import Endpointer
 from syncagents.voice_assistant.played_text import PlayoutTracker, count_words, slice_words
+from syncagents.voice_assistant.speech_handle import SpeechHandle
+from syncagents.voice_assistant.user_turn import UserTurn
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,3 +134,68 @@ def test_empty_transcripts_do_not_make_a_turn() -> None:
     assert not t.event.wait(0.2)
     t.ep.close()
     t.group.kill()
+
+
+# -- UserTurn and SpeechHandle: their state changes through their own methods ---------------
+
+
+def test_user_turn_follows_an_utterance_and_its_interruption() -> None:
+    turn = UserTurn()
+    turn.on_start(0.1)
+    turn.on_final("hello")
+    turn.on_interim("there")
+    assert turn.said == "hello there"
+    speech = object()
+    turn.speech_began(user_speaking=True)  # 0.1 s were said before the speech began
+    turn.on_speech(0.5)
+    assert not turn.interrupts(speech, user_speaking=True, min_duration=0.5)
+    turn.on_speech(0.6)
+    assert turn.interrupts(speech, user_speaking=True, min_duration=0.5)
+    assert turn.interrupts(speech, user_speaking=False, min_duration=0.5)  # stays armed
+    # the VAD ends it before the STT reported: its transcript is awaited for a while
+    turn.on_end(ended_at=10.0, now=11.0, transcript_wait=2.0)
+    assert turn.speech_ended_at == 10.0 and turn.transcript_due(12.9)
+    assert not turn.transcript_due(13.0)
+    turn.on_stt_reported()
+    assert not turn.transcript_due(11.5)
+    turn.add_stt_duration(0.2)
+    turn.add_stt_duration(0.3)
+    assert turn.take_stt_duration() == pytest.approx(0.5)
+    assert turn.take_stt_duration() == -1.0
+    turn.on_start(0.05)  # a new utterance starts afresh
+    assert turn.finals == [] and turn.interim_text == ""
+    assert not turn.interrupts(speech, user_speaking=False, min_duration=0.5)
+
+
+class _Controller:
+    def __init__(self) -> None:
+        self.interrupted: list[SpeechHandle] = []
+
+    def _interrupt_speech(self, handle: SpeechHandle) -> None:
+        self.interrupted.append(handle)
+
+
+def test_speech_handle_transitions() -> None:
+    controller = _Controller()
+    handle = SpeechHandle(controller, allow_interruptions=True, add_to_chat_ctx=True, is_reply=True)
+    assert not handle.validated and not handle.started and handle.timings is not None
+    handle.mark_validated()
+    handle.wait_validated()  # returns at once
+    assert handle.validated
+    assert handle.mark_started() and not handle.mark_started()  # true the first time only
+    assert handle.started
+    handle.mark_interrupted(decided_at=100.0)
+    handle.mark_played(1.5, stopped_at=100.05)
+    assert handle.interrupted
+    assert handle.interruption_delay == pytest.approx(0.05)
+    handle.interrupt()  # asks the controller
+    assert controller.interrupted == [handle]
+    handle.commit("what played")
+    handle.mark_done()
+    assert handle.done and handle.committed_text == "what played"
+    handle.wait_for_playout(timeout=1)
+    dropped = SpeechHandle(
+        controller, allow_interruptions=True, add_to_chat_ctx=True, is_reply=False
+    )
+    dropped.mark_cancelled()
+    assert dropped.cancelled and dropped.interruption_delay == -1.0 and dropped.timings is None

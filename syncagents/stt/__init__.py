@@ -3,7 +3,7 @@ streaming STT)."""
 
 from __future__ import annotations
 
-from .stream_adapter import StreamAdapter
+from .stream_adapter import SegmentStream, StreamAdapter
 from .stt import (
     STT,
     SpeechData,
@@ -18,6 +18,7 @@ __all__ = [
     "STT",
     "STTCapabilities",
     "STTMetrics",
+    "SegmentStream",
     "SpeechData",
     "SpeechEvent",
     "SpeechEventType",

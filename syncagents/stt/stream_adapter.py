@@ -11,21 +11,25 @@ VAD's input (a fresh VAD stream takes the audio after it), so a speech in progre
 recognized at once: START_OF_SPEECH, FINAL_TRANSCRIPT, END_OF_SPEECH for what was heard.
 
 It is written as an ordinary streaming plugin (``_stream``), so it also shows how to write one.
+``segment_stream()`` skips its VAD: it recognizes the segments of a VAD stream that already
+runs (``VoiceAssistant`` feeds it from the one its endpointing uses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import gevent
 from gevent import Greenlet
 from gevent.pool import Group
 
 from .. import vad as vad_mod
 from ..channel import Chan
+from ..utils.input_stream import Flush, InputStream
 from .stt import STT, SpeechData, SpeechEvent, SpeechEventType, SpeechStream, STTCapabilities
 
-__all__ = ["StreamAdapter"]
+__all__ = ["SegmentStream", "StreamAdapter"]
 
 
 class _AdapterStream(SpeechStream):
@@ -79,20 +83,43 @@ class StreamAdapter(STT):
     def close(self) -> None:
         self._stt.off("metrics_collected", self._emit_metrics)
 
+    def segment_stream(self, language: str | None = None) -> SegmentStream:
+        """A stream that recognizes the speech segments of a VAD stream run elsewhere.
+
+        Push the ``VADEvent``s of a VAD stream that already listens to the audio
+        (``push_vad_event``); each END_OF_SPEECH segment is recognized as ``stream()`` would,
+        with the same events in the same order. No second VAD runs: ``VoiceAssistant`` feeds
+        it from the VAD stream its endpointing uses. Times are on that VAD stream's clock.
+        """
+        return SegmentStream(self, language)
+
     def _stream(self, frames: Iterator[Any], language: str | None) -> Iterator[SpeechEvent]:
         vad_stream = self._vad.stream()
-        # in stream order: ready events, or greenlets whose value is a segment's events
-        ordered: Chan[SpeechEvent | Greenlet] = Chan()
-        group = Group()
 
         def feed() -> None:
             for frame in frames:
                 vad_stream.push_frame(frame)
             vad_stream.end_input()
 
+        feeder = gevent.spawn(feed)
+        try:
+            yield from self._events_from_vad(vad_stream, language)
+        finally:
+            vad_stream.close()
+            feeder.kill(block=True, timeout=5)
+
+    def _events_from_vad(
+        self, vad_events: Iterable[vad_mod.VADEvent], language: str | None
+    ) -> Iterator[SpeechEvent]:
+        """VAD events → speech events: START_OF_SPEECH at once, and each END_OF_SPEECH
+        segment recognized in its own greenlet, its events yielded in stream order."""
+        # in stream order: ready events, or greenlets whose value is a segment's events
+        ordered: Chan[SpeechEvent | Greenlet] = Chan()
+        group = Group()
+
         def segment() -> None:
             try:
-                for ev in vad_stream:
+                for ev in vad_events:
                     if ev.type is vad_mod.VADEventType.START_OF_SPEECH:
                         ordered.send_nowait(SpeechEvent(SpeechEventType.START_OF_SPEECH))
                     elif ev.type is vad_mod.VADEventType.END_OF_SPEECH:
@@ -102,7 +129,6 @@ class StreamAdapter(STT):
             else:
                 ordered.close()
 
-        group.spawn(feed)
         group.spawn(segment)
         try:
             for item in ordered:
@@ -114,7 +140,6 @@ class StreamAdapter(STT):
                 else:
                     yield item
         finally:
-            vad_stream.close()
             group.kill(block=True, timeout=5)
 
     def _recognize_segment(
@@ -146,3 +171,36 @@ class StreamAdapter(STT):
             )
         events.append(SpeechEvent(SpeechEventType.END_OF_SPEECH, request_id=final.request_id))
         return events
+
+
+class SegmentStream(InputStream[vad_mod.VADEvent, SpeechEvent]):
+    """``StreamAdapter.segment_stream()``: push the events of a VAD stream
+    (``push_vad_event``) from one greenlet, iterate ``SpeechEvent`` in another.
+
+    Each START_OF_SPEECH becomes a START_OF_SPEECH at once; each END_OF_SPEECH segment goes to
+    the batch STT in its own greenlet, and its FINAL_TRANSCRIPT (if the text is not empty) and
+    END_OF_SPEECH come out in order. Other events are ignored, as is ``flush()`` (the VAD
+    stream draws the segment boundaries: flush that one). Iteration ends after
+    ``end_input()`` once every segment pushed before is recognized; ``close()`` ends it at
+    once. A recognition error is re-raised to the iterating greenlet.
+    """
+
+    def __init__(self, adapter: StreamAdapter, language: str | None) -> None:
+        super().__init__()
+        self._adapter = adapter
+        self._language = language
+        self._spawn_producer(self._run)
+
+    def push_vad_event(self, event: vad_mod.VADEvent) -> None:
+        """Queue a ``VADEvent``. Never blocks. ``RuntimeError`` after ``end_input()`` or
+        ``close()``."""
+        self._push("push_vad_event", event)
+
+    def _vad_events(self) -> Iterator[vad_mod.VADEvent]:
+        for item in self._input:
+            if not isinstance(item, Flush):
+                yield item
+
+    def _run(self) -> None:
+        for event in self._adapter._events_from_vad(self._vad_events(), self._language):
+            self._out.send_nowait(event)

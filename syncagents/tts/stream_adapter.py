@@ -6,8 +6,9 @@ keeps arriving, sentences strictly in order. The first frame of each sentence ca
 sentence as ``delta_text``. ``flush()`` ends a segment (the tokenizer emits what it holds, the
 next text gets a new ``segment_id``).
 
-Metrics: one ``TTSMetrics`` per segment (``streamed=True``); the wrapped TTS's per-sentence
-metrics are not forwarded, so characters are not counted twice.
+Metrics: one ``TTSMetrics`` per segment (``streamed=True``). The wrapped TTS's generator is
+run directly (not through its ``synthesize()``), so its audio is conformed once, by the
+adapter's stream, and the wrapped TTS emits no metrics of its own for these sentences.
 
 It is written as an ordinary streaming plugin (``_stream``), so it also shows how to write one.
 """
@@ -55,9 +56,9 @@ class StreamAdapter(TTS):
         return f"{self._tts.label} (StreamAdapter)"
 
     def _synthesize(self, text: str) -> Iterator[Any]:
-        with self._tts.synthesize(text) as audio:
-            for item in audio:
-                yield item.frame
+        # the wrapped plugin's generator itself, not its synthesize(): this stream conforms
+        # the audio (rate, channels) once, and no second greenlet and queue sit in between
+        return self._tts._synthesize(text)
 
     def _stream(self, text: Iterator[str]) -> Iterator[Any]:
         sentences = self._tokenizer.stream()
@@ -79,13 +80,31 @@ class StreamAdapter(TTS):
         group.spawn(feed)
         try:
             for token in sentences:
-                delta = token.token
-                with self._tts.synthesize(token.token) as audio:
-                    for item in audio:
-                        yield SynthesizedAudio(frame=item.frame, delta_text=delta)
-                        delta = ""
+                yield from _sentence(self._tts._synthesize(token.token), token.token)
             if errors:
                 raise errors[0]
         finally:
             group.kill(block=True, timeout=5)
             sentences.close()
+
+
+def _sentence(produced: Iterator[Any], text: str) -> Iterator[Any]:
+    """A batch plugin's output for one sentence, its first frame carrying ``text``.
+
+    The plugin's generator runs right here, in the stream's producer greenlet (not behind
+    its own ``synthesize()`` greenlet and queue), and its frames are conformed once, by this
+    stream. It is closed here, so its ``finally`` runs even when the stream is closed.
+    """
+    delta = text
+    try:
+        for item in produced:
+            frame = item.frame if isinstance(item, SynthesizedAudio) else item
+            if delta:
+                yield SynthesizedAudio(frame=frame, delta_text=delta)
+                delta = ""
+            else:
+                yield frame
+    finally:
+        close = getattr(produced, "close", None)
+        if close is not None:
+            close()

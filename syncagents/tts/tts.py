@@ -209,6 +209,11 @@ class _Conformer:
         )
 
 
+# Audio a synthesis greenlet sends before it lets other greenlets run: the first frame is
+# passed on at once, the rest in slices that keep the hub responsive with many assistants.
+_YIELD_EVERY_S = 0.1
+
+
 def _pump(
     out: Chan[SynthesizedAudio], conform: _Conformer, produced: Iterator[Any], first_text: str
 ) -> None:
@@ -218,6 +223,7 @@ def _pump(
     frames back). The generator is closed here so its ``finally`` runs in this greenlet.
     """
     pending_text = first_text
+    unyielded = -1.0  # seconds of audio sent since this greenlet last let others run
     try:
         for item in produced:
             if isinstance(item, SynthesizedAudio):
@@ -228,6 +234,13 @@ def _pump(
             for f in conform.convert(frame):
                 out.send_nowait(conform.audio(f, pending_text))
                 pending_text = ""
+                unyielded += f.samples_per_channel / f.sample_rate
+                if unyielded < 0 or unyielded >= _YIELD_EVERY_S:
+                    # sending never switches greenlets: a plugin that hands over a whole
+                    # sentence at once would hold the hub until its last frame, and the
+                    # first frame would reach playout only then
+                    unyielded = 0.0
+                    gevent.sleep(0)
         for f in conform.flush():
             out.send_nowait(conform.audio(f, pending_text))
             pending_text = ""

@@ -256,14 +256,14 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
         interrupted = []
         for handle in list(assistant._handles):
             # a preemptive reply whose turn is not over yet is the assistant's business
-            if handle.done or not handle._validated.is_set():
+            if handle.done or not handle.validated:
                 continue
             if handle.allow_interruptions or force:
                 assistant._interrupt_speech(handle)
                 interrupted.append(handle)
         with gevent.Timeout(_INTERRUPT_SETTLE, False):
             for handle in interrupted:
-                handle._done.wait()
+                handle.wait_for_playout()
 
     def update_agent(self, agent: Agent) -> None:
         """Hand the conversation over to ``agent`` now: the current agent's ``on_exit()``

@@ -88,7 +88,7 @@ class SessionAssistant(VoiceAssistant):
         if super().user_turn_pending or self._tools_running:
             return True
         return any(
-            h.id in self._generated and not (h._started or h.done) for h in list(self._handles)
+            h.id in self._generated and not (h.started or h.done) for h in list(self._handles)
         )
 
     @property
@@ -100,8 +100,8 @@ class SessionAssistant(VoiceAssistant):
         """A reply (to a user turn, or ``generate_reply``) may play and has not finished."""
         return any(
             (h.is_reply or h.id in self._generated)
-            and h._validated.is_set()
-            and not (h.done or h._cancelled)
+            and h.validated
+            and not (h.done or h.cancelled)
             for h in list(self._handles)
         )
 
@@ -115,10 +115,10 @@ class SessionAssistant(VoiceAssistant):
         handle = SpeechHandle(
             self, allow_interruptions=allow_interruptions, add_to_chat_ctx=True, is_reply=False
         )
-        handle._validated.set()
+        handle.mark_validated()
         self._generated[handle.id] = instructions
         # reply_text passes the context on to _start_llm, which reads the live one for these
-        handle._synthesis = self._synthesize(reply_text(self, handle, self._chat_ctx))
+        handle.set_synthesis(self._synthesize(reply_text(self._reply_host, handle, self._chat_ctx)))
         self._handles.add(handle)
         self._queue.send_nowait(handle)
         return handle
@@ -128,7 +128,7 @@ class SessionAssistant(VoiceAssistant):
         self._generated.pop(handle.id, None)
         ran = handle.id in self._hooks_run
         self._hooks_run.discard(handle.id)
-        msg = handle._user_message
+        msg = handle.user_message
         # a reply that ended before its hook could run (the user went on first): the turn
         # stays in the conversation, as with any agent, so the history gets it too
         if (
@@ -142,7 +142,7 @@ class SessionAssistant(VoiceAssistant):
     def _finish(self, handle: SpeechHandle) -> None:
         if handle.done:
             return
-        synthesis = handle._synthesis
+        synthesis = handle.synthesis
         error = synthesis.error if synthesis is not None else None
         super()._finish(handle)
         self._forget(handle)
@@ -192,7 +192,7 @@ class SessionAssistant(VoiceAssistant):
     def _commit_user_turn(self, text: str, handle: SpeechHandle) -> None:
         hook_agent = self._turn_hook_agent(handle)
         super()._commit_user_turn(text, handle)
-        msg = handle._user_message
+        msg = handle.user_message
         if hook_agent is None and isinstance(msg, llm.ChatMessage):
             self._session._item_added(msg)
         # else the hook decides, in the reply's greenlet, whether the turn is kept
@@ -200,7 +200,7 @@ class SessionAssistant(VoiceAssistant):
 
     def _run_turn_hook(self, agent: Agent, handle: SpeechHandle) -> llm.ChatContext | None:
         """``on_user_turn_completed``: the context of the reply, or None to stay silent."""
-        msg = handle._user_message
+        msg = handle.user_message
         if not isinstance(msg, llm.ChatMessage):
             return None
         self._hooks_run.add(handle.id)
@@ -252,7 +252,7 @@ class SessionAssistant(VoiceAssistant):
         elif handle is not None and handle.is_reply:
             hook_agent = self._turn_hook_agent(handle)
             if hook_agent is not None:
-                handle._validated.wait()  # the turn is final (or the reply is discarded)
+                handle.wait_validated()  # the turn is final (or the reply is discarded)
                 turn_ctx = self._run_turn_hook(hook_agent, handle)
                 if turn_ctx is None:
                     return None
@@ -403,6 +403,6 @@ class SessionAssistant(VoiceAssistant):
 
     def _handoff_after(self, handle: SpeechHandle, agent: Agent) -> None:
         # the agent handing over finishes its speech (its answer to the tool result) first
-        handle._done.wait()
+        handle.wait_for_playout()
         if not self._closed:
             self._session._switch_agent(agent)

@@ -63,10 +63,10 @@ class AgentOutput:
     ) -> None:
         """Hand the speech's audio to the source until it played out (run in its own greenlet;
         kill the greenlet to interrupt)."""
-        synthesis = handle._synthesis
+        synthesis = handle.synthesis
         if synthesis is None:
             return
-        tracker = handle._tracker
+        tracker = handle.tracker
         source = self.source
         try:
             try:
@@ -74,8 +74,7 @@ class AgentOutput:
                     source.capture_frame(_merge([a.frame for a in batch]))
                     for audio in batch:
                         tracker.on_audio(audio.delta_text, _seconds(audio.frame))
-                        if not handle._started:
-                            handle._started = True
+                        if handle.mark_started():
                             on_first_frame()
                         elif audio.delta_text:
                             on_new_segment()
@@ -86,12 +85,12 @@ class AgentOutput:
                     source.wait_for_playout(timeout=tracker.captured + _PLAYOUT_SLACK)
                 except TimeoutError:
                     logger.warning("speech {}: playout did not finish in time", handle.id)
-            handle._played_seconds = tracker.captured
+            handle.mark_played(tracker.captured)
         except gevent.GreenletExit:
             # interrupted: what is still queued will never be heard
-            handle._played_seconds = max(0.0, tracker.captured - source.queued_duration)
+            heard = max(0.0, tracker.captured - source.queued_duration)
             source.clear_queue()
-            handle._stopped_at = time.monotonic()
+            handle.mark_played(heard, stopped_at=time.monotonic())
             raise
 
     def close(self) -> None:

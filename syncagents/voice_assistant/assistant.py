@@ -47,10 +47,11 @@ from .endpointing import Endpointer
 from .events import EventEmitter
 from .human_input import HumanInput, is_microphone
 from .played_text import count_words, slice_words
-from .reply import reply_text
+from .reply import ReplyHost, reply_text
 from .speech_handle import SpeechHandle
 from .synthesis import SpeechSynthesis, TextSource
 from .transcription import TranscriptionPublisher, new_segment_id
+from .user_turn import UserTurn
 from .watch import assistant_started
 
 __all__ = ["VoiceAssistant"]
@@ -71,6 +72,8 @@ class VoiceAssistant(EventEmitter):
 
     A batch STT is wrapped in ``stt.StreamAdapter(stt=, vad=)`` and a batch TTS in
     ``tts.StreamAdapter(tts=, sentence_tokenizer=tokenize.basic.SentenceTokenizer())``.
+    One VAD stream runs per participant: a ``stt.StreamAdapter`` (given or made here)
+    recognizes the speech segments of the assistant's ``vad`` stream, its own VAD unused.
 
     ``before_llm_cb(assistant, chat_ctx)``: called for each reply with the context the reply
     is made from (a copy ending with the user's message; editing it is fine). Return the
@@ -164,17 +167,13 @@ class VoiceAssistant(EventEmitter):
             on_end_of_turn=self._on_end_of_turn,
             clock=self._clock,
         )
-        # the user's current utterance, for interruptions
-        self._speech_duration = 0.0
-        self._overlap_base = 0.0  # user speech already under way when the speech began
-        self._utterance_finals: list[str] = []
-        self._interim_text = ""
-        self._interrupt_armed: SpeechHandle | None = None  # speech overlapped long enough
-        self._speech_ended_at = -1.0
-        self._stt_duration = -1.0  # reported by the STT for the turn so far
-        # an utterance the VAD ended whose transcript the STT has not delivered yet
-        self._stt_reported = False  # the STT ended (or finalized) the current utterance
-        self._transcript_due_until = -1.0
+        self._turn = UserTurn()  # the user's current utterance and turn
+        self._reply_host = ReplyHost(
+            start_llm=self._start_llm,
+            run_tool_calls=self._run_tool_calls,
+            tools_collected=functools.partial(self._emit, "function_calls_collected"),
+            now=self._clock.now,
+        )
         self._tts_ttfb: dict[str, float] = {}
 
         self._stt.on("metrics_collected", self._on_stt_metrics)
@@ -234,9 +233,9 @@ class VoiceAssistant(EventEmitter):
         ended (a batch STT recognizes it only then), bounded by ``TRANSCRIPT_WAIT`` seconds."""
         if self._endpointer.pending:
             return True
-        if time.monotonic() < self._transcript_due_until:
+        if self._turn.transcript_due(time.monotonic()):
             return True
-        return any(not (h._started or h._cancelled or h.done) for h in self._replies)
+        return any(not (h.started or h.cancelled or h.done) for h in self._replies)
 
     @property
     def current_speech(self) -> SpeechHandle | None:
@@ -311,8 +310,8 @@ class VoiceAssistant(EventEmitter):
             add_to_chat_ctx=add_to_chat_ctx,
             is_reply=False,
         )
-        handle._validated.set()
-        handle._synthesis = self._synthesize(source)
+        handle.mark_validated()
+        handle.set_synthesis(self._synthesize(source))
         self._handles.add(handle)
         self._queue.send_nowait(handle)
         return handle
@@ -333,14 +332,14 @@ class VoiceAssistant(EventEmitter):
             self._input = None
         self._queue.close()
         for handle in list(self._handles):
-            handle._cancelled = True
-            if handle._synthesis is not None:
-                handle._synthesis.close()
+            handle.mark_cancelled()
+            if handle.synthesis is not None:
+                handle.synthesis.close()
         me = gevent.getcurrent()
         others = [g for g in list(self._group) if g is not me]
         gevent.killall(others, block=True, timeout=5)
         for handle in list(self._handles):
-            handle._done.set()
+            handle.mark_done()
         self._handles.clear()
         if self._transcriptions is not None:
             self._transcriptions.close()
@@ -401,11 +400,11 @@ class VoiceAssistant(EventEmitter):
 
     def _on_stt_metrics(self, metrics: stt_mod.STTMetrics) -> None:
         if not metrics.streamed:
-            self._stt_duration = max(self._stt_duration, 0.0) + metrics.duration
+            self._turn.add_stt_duration(metrics.duration)
 
     def _on_tts_metrics(self, metrics: tts_mod.TTSMetrics) -> None:
         if metrics.ttfb >= 0 and any(
-            h._synthesis is not None and h._synthesis.request_id == metrics.request_id
+            h.synthesis is not None and h.synthesis.request_id == metrics.request_id
             for h in self._handles
         ):
             self._tts_ttfb.setdefault(metrics.request_id, metrics.ttfb)
@@ -495,29 +494,22 @@ class VoiceAssistant(EventEmitter):
     def _on_vad_event(self, ev: vad_mod.VADEvent) -> None:
         if ev.type is vad_mod.VADEventType.START_OF_SPEECH:
             self._endpointer.on_start_of_speech()
-            self._speech_duration = ev.speech_duration
-            self._overlap_base = 0.0
-            self._utterance_finals = []
-            self._interim_text = ""
-            self._interrupt_armed = None
-            self._stt_reported = False
+            self._turn.on_start(ev.speech_duration)
             self._discard_pending_reply()  # it answered a turn that is not over after all
             self._emit("user_started_speaking")
             self._check_interruption()
         elif ev.type is vad_mod.VADEventType.INFERENCE_DONE:
             if self._endpointer.speaking:
-                self._speech_duration = ev.speech_duration
+                self._turn.on_speech(ev.speech_duration)
                 self._check_interruption()
         elif ev.type is vad_mod.VADEventType.END_OF_SPEECH:
             # the delay counts from where the speech ended, not from this report (which
             # comes the VAD's min_silence_duration later)
             ended_at = self._input.speech_ended_at(ev) if self._input is not None else None
             self._endpointer.on_end_of_speech(ended_at)
-            self._speech_ended_at = self._endpointer.end_of_speech_at
-            if not self._stt_reported:
-                self._transcript_due_until = time.monotonic() + TRANSCRIPT_WAIT
+            self._turn.on_end(self._endpointer.end_of_speech_at, time.monotonic(), TRANSCRIPT_WAIT)
             self._emit("user_stopped_speaking")
-            if self._utterance_finals:  # a streaming STT already transcribed this utterance
+            if self._turn.finals:  # a streaming STT already transcribed this utterance
                 self._start_preemptive_reply()
 
     def _on_stt_event(self, ev: stt_mod.SpeechEvent) -> None:
@@ -525,17 +517,15 @@ class VoiceAssistant(EventEmitter):
             stt_mod.SpeechEventType.FINAL_TRANSCRIPT,
             stt_mod.SpeechEventType.END_OF_SPEECH,
         ):
-            self._stt_reported = True
-            self._transcript_due_until = -1.0
+            self._turn.on_stt_reported()
         if ev.type is stt_mod.SpeechEventType.INTERIM_TRANSCRIPT:
-            self._interim_text = ev.text
+            self._turn.on_interim(ev.text)
             self._check_interruption()
         elif ev.type is stt_mod.SpeechEventType.FINAL_TRANSCRIPT:
             text = ev.text.strip()
             if not text:
                 return
-            self._utterance_finals.append(text)
-            self._interim_text = ""
+            self._turn.on_final(text)
             self._publish_user_transcript(ev, text)
             self._check_interruption()
             self._endpointer.on_final_transcript(text)
@@ -560,18 +550,14 @@ class VoiceAssistant(EventEmitter):
 
     def _check_interruption(self) -> None:
         handle = self._current
-        if handle is None or handle.done or handle._interrupted or not handle.allow_interruptions:
+        if handle is None or handle.done or handle.interrupted or not handle.allow_interruptions:
             return
-        if self._endpointer.speaking:
-            overlap = self._speech_duration - self._overlap_base
-            if overlap >= self._interrupt_speech_duration:
-                self._interrupt_armed = handle
-        if self._interrupt_armed is not handle:
+        speaking = self._endpointer.speaking
+        if not self._turn.interrupts(handle, speaking, self._interrupt_speech_duration):
             return
-        if self._interrupt_min_words > 0:
-            said = " ".join([*self._utterance_finals, self._interim_text])
-            if count_words(said) < self._interrupt_min_words:
-                return
+        min_words = self._interrupt_min_words
+        if min_words > 0 and count_words(self._turn.said) < min_words:
+            return
         logger.debug("user speech interrupts {}", handle.id)
         self._interrupt_speech(handle)
 
@@ -587,7 +573,7 @@ class VoiceAssistant(EventEmitter):
         )
         chat_ctx = self._chat_ctx.copy()
         chat_ctx.append(role="user", text=user_text)
-        handle._synthesis = self._synthesize(reply_text(self, handle, chat_ctx))
+        handle.set_synthesis(self._synthesize(reply_text(self._reply_host, handle, chat_ctx)))
         self._handles.add(handle)
         return handle
 
@@ -608,14 +594,14 @@ class VoiceAssistant(EventEmitter):
 
     def _drop(self, handle: SpeechHandle) -> None:
         """Discard a speech that has not played anything."""
-        handle._cancelled = True
-        if handle._synthesis is not None:
-            handle._synthesis.close()  # a playout reading it then ends at once
+        handle.mark_cancelled()
+        if handle.synthesis is not None:
+            handle.synthesis.close()  # a playout reading it then ends at once
         if handle is not self._current:  # else the speech loop finishes it
             if handle in self._replies:
                 self._replies.remove(handle)
             self._handles.discard(handle)
-            handle._done.set()
+            handle.mark_done()
 
     def _on_end_of_turn(self) -> None:
         transcript_at = self._endpointer.transcript_at
@@ -629,31 +615,32 @@ class VoiceAssistant(EventEmitter):
             self._drop(handle)
         if handle is None or not preemptive:
             handle = self._new_reply(text)
-        timings = handle._timings
+        timings = handle.timings
         if timings is not None:
             timings.user_text = text
             timings.preemptive = preemptive
             timings.validated_at = self._clock.now()
-            timings.speech_ended_at = self._speech_ended_at
+            timings.speech_ended_at = self._turn.speech_ended_at
             timings.end_of_speech_reported_at = self._endpointer.end_of_speech_reported_at
             timings.transcript_at = transcript_at
-            timings.stt_duration = self._stt_duration
-        self._stt_duration = -1.0
+        stt_duration = self._turn.take_stt_duration()
+        if timings is not None:
+            timings.stt_duration = stt_duration
 
         self._commit_user_turn(text, handle)
 
     def _commit_user_turn(self, text: str, handle: SpeechHandle) -> None:
         """The user's turn is final: into the chat context, and its reply into the queue."""
         msg = llm_mod.ChatMessage.create(text=text, role="user")
-        handle._user_message = msg
+        handle.set_user_message(msg)
         self._chat_ctx.messages.append(msg)
         self._emit("user_speech_committed", msg)
 
         # replies still waiting to play answer a question that is now incomplete
         for old in list(self._replies):
-            if not old._started and not old.done:
+            if not old.started and not old.done:
                 self._drop(old)
-        handle._validated.set()
+        handle.mark_validated()
         self._replies.append(handle)
         self._queue.send_nowait(handle)
 
@@ -695,40 +682,39 @@ class VoiceAssistant(EventEmitter):
         """Play one speech from the queue to its end (or interruption) and commit it."""
         if handle.done:
             return
-        if handle._interrupted or handle._cancelled:
+        if handle.interrupted or handle.cancelled:
             self._finish(handle)
             return
         self._current = handle
-        handle._current_since = time.monotonic()
         # speech the user had already been making does not count towards interrupting it
-        self._overlap_base = self._speech_duration if self._endpointer.speaking else 0.0
-        handle._playout = self._spawn(
+        self._turn.speech_began(self._endpointer.speaking)
+        handle.playout = self._spawn(
             output.play,
             handle,
             functools.partial(self._on_first_frame, handle),
             functools.partial(self._on_new_segment, handle),
         )
-        handle._playout.join()
+        handle.playout.join()
         self._finish(handle)
 
     def _abandon(self, handle: SpeechHandle) -> None:
         """A speech whose playout or commit failed: stop what is left of it and mark it done
         so that waiters return and the next speech plays."""
-        playout = handle._playout
+        playout = handle.playout
         if playout is not None and not playout.dead:
             playout.kill(block=True, timeout=5)
-        if handle._synthesis is not None:
-            handle._synthesis.close()
-        if handle._started:
+        if handle.synthesis is not None:
+            handle.synthesis.close()
+        if handle.started:
             self._agent_speaking = False
         if handle in self._replies:
             self._replies.remove(handle)
         self._handles.discard(handle)
-        handle._done.set()
+        handle.mark_done()
 
     def _on_first_frame(self, handle: SpeechHandle) -> None:
-        if handle._timings is not None:
-            handle._timings.first_frame_at = self._clock.now()
+        if handle.timings is not None:
+            handle.timings.first_frame_at = self._clock.now()
         self._agent_speaking = True
         self._emit("agent_started_speaking")
         self._publish_agent_transcript(handle, handle.text, final=False)
@@ -749,17 +735,16 @@ class VoiceAssistant(EventEmitter):
         )
 
     def _interrupt_speech(self, handle: SpeechHandle) -> None:
-        if handle.done or handle._interrupted:
+        if handle.done or handle.interrupted:
             return
-        playout = handle._playout
+        playout = handle.playout
         if handle is not self._current or playout is None:
-            handle._interrupted = True
+            handle.mark_interrupted()
             self._drop(handle)  # not playing yet: nothing to stop, nothing was said
             return
         if playout.dead:
             return  # it already played out: too late to interrupt
-        handle._interrupted = True
-        handle._interrupt_decided_at = time.monotonic()
+        handle.mark_interrupted(decided_at=time.monotonic())
         # the playout clears the source's queue as it dies: silence within a frame
         playout.kill(block=True, timeout=5)
 
@@ -767,39 +752,35 @@ class VoiceAssistant(EventEmitter):
         """Commit what a speech said and report it; the speech is done afterwards."""
         if handle.done:
             return
-        synthesis = handle._synthesis
+        synthesis = handle.synthesis
         if synthesis is not None:
             synthesis.close()
         text = synthesis.text if synthesis is not None else ""
         total = count_words(text)
-        played_all = not handle._interrupted and (synthesis is None or synthesis.error is None)
-        words = total if played_all else handle._tracker.played_words(
-            handle._played_seconds, total
-        )
+        played_all = not handle.interrupted and (synthesis is None or synthesis.error is None)
+        words = total if played_all else handle.played_words(total)
         said = slice_words(text, 0, words)
-        committed = slice_words(text, handle._tool_words, words)
-        handle._committed_text = committed
+        committed = slice_words(text, handle.tool_words, words)
+        handle.commit(committed)
         msg = llm_mod.ChatMessage(role="assistant", content=committed)
-        added = handle.add_to_chat_ctx and bool(committed) and handle._started
+        added = handle.add_to_chat_ctx and bool(committed) and handle.started
         if added:
             self._chat_ctx.messages.append(msg)
 
-        if handle._started:
+        if handle.started:
             self._agent_speaking = False
             self._emit("agent_stopped_speaking")
             self._publish_agent_transcript(handle, said, final=True)
-            if handle._interrupted:
+            if handle.interrupted:
                 self._emit("agent_speech_interrupted", msg)
             elif added:
                 self._emit("agent_speech_committed", msg)
-            if handle._timings is not None and handle._validated.is_set():
+            if handle.timings is not None and handle.validated:
                 if synthesis is not None:
-                    handle._timings.tts_ttfb = self._tts_ttfb.get(synthesis.request_id, -1.0)
-                if handle._stopped_at >= 0 and handle._interrupt_decided_at >= 0:
-                    handle._timings.interruption_delay = (
-                        handle._stopped_at - handle._interrupt_decided_at
-                    )
-                metrics = handle._timings.metrics(handle.id, handle._interrupted)
+                    handle.timings.tts_ttfb = self._tts_ttfb.get(synthesis.request_id, -1.0)
+                if handle.interruption_delay >= 0:
+                    handle.timings.interruption_delay = handle.interruption_delay
+                metrics = handle.timings.metrics(handle.id, handle.interrupted)
                 metrics.log()
                 self._emit("metrics_collected", metrics)
         if synthesis is not None:
@@ -807,4 +788,4 @@ class VoiceAssistant(EventEmitter):
         if handle in self._replies:
             self._replies.remove(handle)
         self._handles.discard(handle)
-        handle._done.set()
+        handle.mark_done()

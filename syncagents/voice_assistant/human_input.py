@@ -3,6 +3,9 @@
 ``HumanInput`` owns three greenlets: one reads the track (``rtc.AudioStream``) and pushes
 every frame to both streams (pushes never block), one iterates VAD events, one iterates STT
 events; the events go to the assistant's callbacks in the order each stream produced them.
+When the STT is a ``stt.StreamAdapter`` (a batch STT), the VAD stream is the only one that
+hears the audio: its events also go to the adapter's ``segment_stream()``, which recognizes
+each END_OF_SPEECH segment, so one VAD per participant serves endpointing and recognition.
 ``is_microphone`` says which published tracks count as the user's voice.
 
 ``InputTimeline`` records when each frame reached the agent, so that a position in the
@@ -21,6 +24,7 @@ from gevent.pool import Group
 from loguru import logger
 
 from .. import rtc, stt, vad
+from .. import stt as stt_mod
 from ..runtime import bind_job_id
 from .clock import MONOTONIC, Clock
 
@@ -100,7 +104,8 @@ class HumanInput:
 
     Three greenlets: one reads ``track`` at 16 kHz mono and pushes every frame to both streams, the
     others pass each VAD and STT event to ``on_vad_event`` / ``on_stt_event`` (an exception there is
-    logged, never raised). When the track ends, both streams get ``end_input()``.
+    logged, never raised). When the track ends, both streams get ``end_input()``. A
+    ``stt.StreamAdapter`` gets no audio: it recognizes the segments of this VAD stream.
     ``timeline`` records when the audio arrived (on ``clock``), for ``speech_ended_at``.
     """
 
@@ -122,7 +127,14 @@ class HumanInput:
         self.identity = str(getattr(participant, "identity", ""))
         self.track_sid = track_sid
         self._vad_stream = vad.stream()
-        self._stt_stream = stt.stream()
+        # A batch STT behind a StreamAdapter recognizes the segments of this VAD stream: the
+        # adapter's own VAD would run inference a second time on the same audio.
+        self._segments: Any = None
+        if isinstance(stt, stt_mod.StreamAdapter):
+            self._segments = stt.segment_stream()
+            self._stt_stream: Any = self._segments
+        else:
+            self._stt_stream = stt.stream()
         self._audio = rtc.AudioStream(
             track, INPUT_SAMPLE_RATE, 1, frame_size_ms=_INPUT_FRAME_MS
         )
@@ -144,12 +156,14 @@ class HumanInput:
                 frame = ev.frame
                 timeline.on_audio(frame.samples_per_channel / frame.sample_rate)
                 vad_stream.push_frame(ev.frame)
-                stt_stream.push_frame(ev.frame)
+                if self._segments is None:
+                    stt_stream.push_frame(ev.frame)
         except RuntimeError:  # a stream was closed under us: we are closing
             return
         if not self._closed:  # the track ended: let both streams finish what they have
             vad_stream.end_input()
-            stt_stream.end_input()
+            if self._segments is None:  # else it ends with the VAD stream (_read_vad)
+                stt_stream.end_input()
 
     def speech_ended_at(self, ev: vad.VADEvent) -> float:
         """Clock time the speech that ``ev`` (an END_OF_SPEECH) ends really ended: when the
@@ -161,7 +175,20 @@ class HumanInput:
         return at
 
     def _read_vad(self) -> None:
-        self._read("VAD", self._vad_stream, self._on_vad_event)
+        segments = self._segments
+        if segments is None:
+            self._read("VAD", self._vad_stream, self._on_vad_event)
+            return
+        on_vad_event = self._on_vad_event
+
+        def share(ev: vad.VADEvent) -> None:
+            if ev.type is not vad.VADEventType.INFERENCE_DONE:  # it only cuts segments
+                segments.push_vad_event(ev)
+            on_vad_event(ev)
+
+        self._read("VAD", self._vad_stream, share)
+        if not self._closed:  # every segment is pushed: the STT side ends after them
+            segments.end_input()
 
     def _read_stt(self) -> None:
         self._read("STT", self._stt_stream, self._on_stt_event)

@@ -11,7 +11,8 @@ them are logged and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -20,28 +21,41 @@ from .. import llm
 from .played_text import count_words
 
 if TYPE_CHECKING:
-    from .assistant import VoiceAssistant
     from .speech_handle import SpeechHandle
 
-__all__ = ["MAX_TOOL_ROUNDS", "reply_text"]
+__all__ = ["MAX_TOOL_ROUNDS", "ReplyHost", "reply_text"]
 
 MAX_TOOL_ROUNDS = 3
 
 
-def reply_text(
-    assistant: VoiceAssistant, handle: SpeechHandle, chat_ctx: llm.ChatContext
-) -> Iterator[str]:
+@dataclass(frozen=True)
+class ReplyHost:
+    """What a reply asks of its assistant, handed over explicitly (the assistant's bound
+    methods, so a subclass's overrides apply) rather than reached through its privates."""
+
+    start_llm: Callable[[llm.ChatContext, SpeechHandle], Any]
+    """The LLM stream for a reply's context, or None when ``before_llm_cb`` skipped it."""
+    run_tool_calls: Callable[[SpeechHandle, Any, list[llm.FunctionCallInfo], str], Any]
+    """Run a round's tool calls, record them in the chat context; the follow-up LLM stream
+    (or None)."""
+    tools_collected: Callable[[list[llm.FunctionCallInfo]], None]
+    """Report a round's tool calls (``function_calls_collected``) before they run."""
+    now: Callable[[], float]
+    """The assistant's clock, for the turn timings."""
+
+
+def reply_text(host: ReplyHost, handle: SpeechHandle, chat_ctx: llm.ChatContext) -> Iterator[str]:
     """The text of the reply ``handle``, as it streams from the LLM (a generator).
 
-    Asks the assistant's LLM about ``chat_ctx`` (nothing is yielded when ``before_llm_cb``
-    skipped the request). When a round ends with tool calls it waits for the turn to be
-    validated, runs them, adds them and their results to the chat context and yields the
-    follow-up answer; at most ``MAX_TOOL_ROUNDS`` rounds.
+    Asks the assistant's LLM (through ``host``) about ``chat_ctx`` (nothing is yielded when
+    ``before_llm_cb`` skipped the request). When a round ends with tool calls it waits for
+    the turn to be validated, runs them, adds them and their results to the chat context and
+    yields the follow-up answer; at most ``MAX_TOOL_ROUNDS`` rounds.
     """
-    stream: Any = assistant._start_llm(chat_ctx, handle)
+    stream: Any = host.start_llm(chat_ctx, handle)
     if stream is None:
         return
-    timings = handle._timings
+    timings = handle.timings
     rounds = 0
     separator = ""  # between the text of two rounds, so sentences do not run together
     while True:
@@ -52,7 +66,7 @@ def reply_text(
                     content = choice.delta.content
                     if content:
                         if timings is not None and timings.llm_first_token_at < 0:
-                            timings.llm_first_token_at = assistant.clock.now()
+                            timings.llm_first_token_at = host.now()
                         if separator and not content[0].isspace():
                             yield separator
                         separator = ""
@@ -74,20 +88,19 @@ def reply_text(
                 ", ".join(c.name for c in calls),
             )
             return
-        handle._validated.wait()
+        handle.wait_validated()
         if round_parts:
             # let the TTS speak what it holds back ("Let me check.") while the tools run
-            if handle._synthesis is not None:
-                handle._synthesis.flush()
+            handle.flush_synthesis()
             if not round_parts[-1][-1].isspace():
                 separator = " "
         rounds += 1
         if timings is not None:
             timings.function_rounds = rounds
-        assistant._emit("function_calls_collected", calls)
-        follow_up = assistant._run_tool_calls(handle, stream, calls, "".join(round_parts))
+        host.tools_collected(calls)
+        follow_up = host.run_tool_calls(handle, stream, calls, "".join(round_parts))
         # everything said so far is now in the context with the tool calls
-        handle._tool_words = count_words(handle.text)
+        handle.set_tool_words(count_words(handle.text))
         if follow_up is None:
             return
         stream = follow_up
