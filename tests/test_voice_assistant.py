@@ -755,7 +755,10 @@ def test_in_a_job_the_assistant_works_for_the_job_and_ends_with_it() -> None:
         assistant = VoiceAssistant(
             vad=FakeVAD(),
             stt=FakeSTT(["what time is it"]),
-            llm=FakeLLM([[FakeToolCall("now")], "It is noon."]),
+            # by what the request holds, not by order: a preemptive request that is dropped
+            # (the user seemed to go on) must not use up the scripted tool call
+            llm=FakeLLM(responder=lambda chat: "It is noon." if any(
+                m.role == "tool" for m in chat.messages) else [FakeToolCall("now")]),
             tts=FakeTTS(sample_rate=AGENT_RATE),
             fnc_ctx=Clock(),
             min_endpointing_delay=0.2,
