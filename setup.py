@@ -45,7 +45,7 @@ setup(
     install_requires=[
         "gevent>=24.2,<27",  # spawn_tree_locals, hub.handle_error
         "websocket-client>=1.7,<1.10",  # WebSocket._recv(bufsize)
-        "livekit>=1.2,<1.3",  # _ffi_client locks and queue, AudioSource internals
+        "livekit>=1.2,<1.3",  # _ffi_client locks and queue, event filters, AudioSource
         "livekit-api>=1.0,<1.3",
         "livekit-protocol>=1.0,<1.2",
         "protobuf>=5",

@@ -25,15 +25,19 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import logging
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gevent
 import gevent.event
 from gevent import monkey
 
+from ._internals import KindFilter, RoutedFilter
+
 T = TypeVar("T")
+_lk_logger = logging.getLogger("livekit")  # livekit.rtc's own logger, for its own messages
 
 _start_new_thread = monkey.get_original("_thread", "start_new_thread")
 _allocate_lock = monkey.get_original("_thread", "allocate_lock")
@@ -488,8 +492,8 @@ def _dispose_ffi(stopped_loop: asyncio.AbstractEventLoop) -> None:
     if client is None:
         return
     queue = client.queue
-    with queue._lock:  # subscribers bound to the closed loop would log on every event
-        queue._subscribers = [s for s in queue._subscribers if s[1] is not stopped_loop]
+    if isinstance(queue, _EventDispatcher):  # subscribers of the closed loop would log per event
+        queue.unsubscribe_loop(stopped_loop)
     client._dispose()
 
 
@@ -702,15 +706,26 @@ async def in_greenlet(spawn: Callable[..., Any], fn: Callable[..., T], *args: An
         raise
 
 
+# Waking a waiting reader greenlet is a cross-thread hand-off: an eventfd write, a context
+# switch to the hub thread and a GIL transfer, several times the cost of the item itself on
+# this kind of machine (it made a 10 ms frame burst cost 1.3-1.4x plain asyncio). An item that
+# arrives within _BURST_GAP of the previous one is part of a burst: the reader is woken once
+# for the batch, at most _BURST_GAP later (or at once when _BURST_ITEMS are waiting). Items
+# further apart, as in a real-time 10 ms stream, wake it at once, as before.
+_BURST_GAP = 0.001
+_BURST_ITEMS = 16
+_monotonic = monkey.get_original("time", "monotonic")
+
+
 class BlockingIterator(Generic[T]):
     """A greenlet-side ``for`` loop over an async iterator running on the bridge loop.
 
     A pump task reads the async iterator into a deque of at most ``maxsize`` items; when the
     deque is full the pump waits (backpressure reaches the producer instead of growing a queue).
     The greenlet drains the deque without any round trip, and the hub is woken only when the
-    greenlet is actually waiting, once per batch: that is what keeps the per-item cost close
-    to plain asyncio (NOTES.md). ``close()`` may come from any greenlet; a loop waiting on the
-    iterator then ends.
+    greenlet is actually waiting, once per batch (a burst's items are batched for up to
+    ``_BURST_GAP``): that is what keeps the per-item cost close to plain asyncio (NOTES.md).
+    ``close()`` may come from any greenlet; a loop waiting on the iterator then ends.
     """
 
     def __init__(
@@ -728,6 +743,8 @@ class BlockingIterator(Generic[T]):
         self._wake = gevent.event.Event()
         self._space: asyncio.Event | None = None  # loop side: set when the deque has room
         self._pump_waiting = False
+        self._wake_timer: asyncio.TimerHandle | None = None  # loop side: a burst's wake-up
+        self._finishing = False  # loop side: the pump ended and runs on_close
         self._on_close = on_close
         self._task: asyncio.Task[None] | None = None
         self._make_aiter = make_aiter
@@ -744,13 +761,19 @@ class BlockingIterator(Generic[T]):
     async def _pump(self) -> None:
         assert self._space is not None
         error: BaseException | None = None
+        loop = asyncio.get_running_loop()
+        last = 0.0  # when the previous item came
         try:
             ait = self._make_aiter()
             async for item in ait:
                 self._items.append(item)
+                now = _monotonic()
                 if self._waiting:
-                    self._waiting = False
-                    post_to_hub(self._wake.set)
+                    if now - last >= _BURST_GAP or len(self._items) >= _BURST_ITEMS:
+                        self._wake_reader()
+                    elif self._wake_timer is None:
+                        self._wake_timer = loop.call_at(now + _BURST_GAP, self._wake_burst)
+                last = now
                 while len(self._items) >= self._maxsize and not self._closed:
                     self._space.clear()
                     self._pump_waiting = True
@@ -765,12 +788,29 @@ class BlockingIterator(Generic[T]):
         except BaseException as exc:  # delivered to the reader, not lost on the loop thread
             error = exc
         finally:
+            # from here on, close() must not cancel this task: what on_close awaits (livekit's
+            # own stream task, in aclose) would be cancelled with it and never unsubscribe
+            self._finishing = True
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
             if self._on_close is not None:
                 try:
                     await self._on_close()
                 except Exception:
                     pass
             self._finish(error)
+
+    def _wake_reader(self) -> None:
+        self._waiting = False
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+        post_to_hub(self._wake.set)
+
+    def _wake_burst(self) -> None:  # the burst's timer
+        self._wake_timer = None
+        if self._waiting and self._items:
+            self._wake_reader()
 
     def _finish(self, error: BaseException | None) -> None:
         self._error = error
@@ -821,7 +861,7 @@ class BlockingIterator(Generic[T]):
             call_soon(self._cancel)
 
     def _cancel(self) -> None:
-        if self._task is not None:
+        if self._task is not None and not self._finishing:
             self._task.cancel()
         if self._space is not None:
             self._space.set()
@@ -829,6 +869,260 @@ class BlockingIterator(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed or (self._done and not self._items)
+
+
+# -- livekit's FFI event queue, indexed by handle ---------------------------------------------
+#
+# livekit's ``FfiQueue.put`` runs every subscriber's filter on every event, on the native
+# callback thread and under the GIL: each AudioStream, VideoStream, capture in flight and room
+# is a subscriber, so with N streams every 10 ms frame costs N filter calls (O(N²) per second
+# in all: with 200 streams, 400 lambda calls per frame). The filters livekit passes are lambdas of a
+# few known shapes (verified at import by ``_internals.livekit_event_filters``); the dispatcher
+# below reads each subscriber's handle from its filter's closure and routes an event with one
+# dict lookup. Subscribers it cannot index (no filter, unknown filters) get what livekit would
+# give them, filters run as livekit runs them.
+
+
+class _Inbox:
+    """FFI events bound for one asyncio loop, handed over in batches.
+
+    livekit makes one ``call_soon_threadsafe`` per event and subscriber: a write to the loop's
+    self-pipe and a wake-up of its thread each time. Here the first event of a batch schedules
+    one drain, and events that arrive before the loop runs it ride along, in order.
+
+    Events are queued under the dispatcher's lock (their order is the lock's order, as in
+    livekit) and the drain scheduled after it is released: the self-pipe write lets go of the
+    GIL, and the loop thread, then free to run, would block on the lock in (un)subscribe
+    (every capture_frame does both), two more context switches per frame.
+    """
+
+    __slots__ = ("items", "loop", "scheduled", "users")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: collections.deque[tuple[Any, Any]] = collections.deque()
+        self.scheduled = False
+        self.users = 0  # subscribers on this loop; the inbox is dropped with the last one
+
+    def add(self, queue: Any, item: Any) -> bool:  # any thread, under the dispatcher's lock
+        """Queue ``item`` for ``queue``; True if the caller must then :meth:`kick` the loop."""
+        self.items.append((queue, item))
+        if self.scheduled:
+            return False
+        self.scheduled = True
+        return True
+
+    def kick(self) -> None:  # any thread, after the dispatcher's lock is released
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except Exception as exc:  # the loop closed under its subscribers: as livekit does
+            self.scheduled = False
+            self.items.clear()
+            _lk_logger.error("error putting to queue: %s", exc)
+
+    def drain(self) -> None:  # loop thread
+        # cleared first: an event pushed from now on schedules a drain of its own (no loss)
+        self.scheduled = False
+        items = self.items
+        while items:
+            queue, item = items.popleft()
+            try:
+                queue.put_nowait(item)
+            except Exception as exc:  # one full or broken queue must not starve the others
+                _lk_logger.error("error putting to queue: %s", exc)
+
+
+class _Subscriber:
+    __slots__ = ("cell", "excluded", "filter_fn", "gone", "inbox", "key", "kind", "queue",
+                 "run_filter", "seq", "wildcard")
+
+    def __init__(self, seq: int, queue: Any, inbox: _Inbox, filter_fn: Any) -> None:
+        self.seq = seq
+        self.queue = queue
+        self.inbox = inbox
+        self.filter_fn = filter_fn
+        self.kind: str | None = None  # routed: the event kind it takes
+        self.cell: Any = None  # routed: the filter's closure cell holding its id
+        self.key: Any = None  # routed: its id, once known
+        self.wildcard = False  # routed, id not known yet: takes every event of its kind
+        self.excluded: frozenset[str | None] = frozenset()  # general: kinds it never takes
+        self.run_filter = False  # general: a filter the dispatcher does not know, run it
+        self.gone = False  # unsubscribed
+
+
+class _EventDispatcher(Generic[T]):
+    """Stands in for livekit's ``FfiQueue`` (same methods and meaning; installed by
+    :func:`livekit_rtc`): each event reaches exactly the subscribers livekit's filters would
+    pass it to, in subscription order, found with one dict lookup for media events."""
+
+    # filled by livekit_rtc() from what _internals verified: filter code → what it does
+    specs: ClassVar[dict[Any, Any]] = {}
+    routes: ClassVar[dict[str, str]] = {}  # routed event kind → the id field it is routed by
+    queue_cls: ClassVar[Any] = None  # livekit's Queue, what subscribe() returns
+
+    def __init__(self) -> None:
+        self._lock = _RLock()  # taken on native threads: must be a real lock (NOTES.md)
+        self._subs: dict[int, _Subscriber] = {}  # by id(queue), in subscription order
+        self._seq = 0
+        # Index entries are tuples, replaced (never changed) on (un)subscribe: put() iterates
+        # them while an allocation can run the GC, whose finalizers (livekit's __del__) may
+        # unsubscribe on this very thread, the lock being re-entrant.
+        self._owners: dict[tuple[str, Any], tuple[_Subscriber, ...]] = {}  # (kind, id) → owners
+        self._pending: dict[str, tuple[_Subscriber, ...]] = {}  # kind → routed, id not known yet
+        self._general: dict[int, _Subscriber] = {}  # the rest (no filter, room, unknown)
+        self._general_for: dict[str | None, tuple[_Subscriber, ...]] = {}  # cache per kind
+        self._inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
+
+    # -- livekit's FfiQueue interface --
+    def put(self, item: Any) -> None:
+        kind = item.WhichOneof("message")
+        with self._lock:
+            general = self._general_for.get(kind)
+            if general is None:
+                everyone = list(self._general.values())  # a snapshot, see __init__
+                general = tuple(s for s in everyone if kind not in s.excluded)
+                self._general_for[kind] = general
+            field = self.routes.get(kind)
+            if field is None:
+                targets: Any = general
+            else:
+                pending = self._pending.get(kind, ())
+                if pending:
+                    pending = self._promote(kind, pending)
+                owners = self._owners.get((kind, getattr(getattr(item, kind), field)), ())
+                if pending or general:
+                    waiting = [s for s in pending if s.wildcard]
+                    targets = sorted([*owners, *waiting, *general], key=_seq_of)
+                else:
+                    targets = owners
+            kick: list[_Inbox] = []
+            for sub in targets:
+                if sub.run_filter:
+                    try:
+                        if not sub.filter_fn(item):
+                            continue
+                    except Exception:
+                        pass  # livekit delivers an event its filter failed on
+                if sub.inbox.add(sub.queue, item):
+                    kick.append(sub.inbox)
+        for inbox in kick:  # outside the lock: see _Inbox
+            inbox.kick()
+
+    def subscribe(
+        self, loop: asyncio.AbstractEventLoop | None = None, filter_fn: Any = None
+    ) -> Any:
+        with self._lock:
+            queue = self.queue_cls()
+            self._adopt(queue, loop or asyncio.get_event_loop(), filter_fn)
+            return queue
+
+    def _adopt(self, queue: Any, loop: asyncio.AbstractEventLoop, filter_fn: Any) -> None:
+        with self._lock:
+            inbox = self._inboxes.get(loop)
+            if inbox is None:
+                inbox = self._inboxes[loop] = _Inbox(loop)
+            inbox.users += 1
+            self._seq += 1
+            sub = _Subscriber(self._seq, queue, inbox, filter_fn)
+            self._subs[id(queue)] = sub
+            spec = self.specs.get(getattr(filter_fn, "__code__", None))
+            if isinstance(spec, RoutedFilter) and self._route(sub, spec):
+                return
+            if isinstance(spec, KindFilter):
+                sub.excluded = spec.excluded
+            elif filter_fn is not None:
+                sub.run_filter = True
+            self._general[sub.seq] = sub
+            self._general_for.clear()
+
+    def unsubscribe(self, queue: Any) -> None:
+        with self._lock:
+            sub = self._subs.pop(id(queue), None)
+            if sub is None:
+                return
+            sub.gone = True
+            if sub.kind is None:
+                del self._general[sub.seq]
+                self._general_for.clear()
+            elif sub.key is not None:
+                _without(self._owners, (sub.kind, sub.key), sub)
+            else:
+                _without(self._pending, sub.kind, sub)
+            sub.inbox.users -= 1
+            if sub.inbox.users == 0 and self._inboxes.get(sub.inbox.loop) is sub.inbox:
+                del self._inboxes[sub.inbox.loop]
+
+    @property
+    def _subscribers(self) -> list[tuple[Any, asyncio.AbstractEventLoop, Any]]:
+        """livekit's view: (queue, loop, filter) per subscriber, in subscription order."""
+        with self._lock:
+            return [(s.queue, s.inbox.loop, s.filter_fn) for s in self._subs.values()]
+
+    # -- ours --
+    def unsubscribe_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop every subscriber bound to ``loop`` (closed: events for it would only log)."""
+        with self._lock:
+            for sub in [s for s in self._subs.values() if s.inbox.loop is loop]:
+                self.unsubscribe(sub.queue)
+
+    def _route(self, sub: _Subscriber, spec: RoutedFilter) -> bool:
+        """Index ``sub`` by its filter's id; False if the closure is not as verified."""
+        try:
+            cell = sub.filter_fn.__closure__[0]
+            key = cell.cell_contents
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return False
+        sub.kind, sub.cell, sub.wildcard = spec.kind, cell, spec.none_matches_all
+        if key is None:
+            self._pending[spec.kind] = (*self._pending.get(spec.kind, ()), sub)
+        else:
+            sub.key = key
+            self._owners[(spec.kind, key)] = (*self._owners.get((spec.kind, key), ()), sub)
+        return True
+
+    def _promote(self, kind: str, pending: tuple[_Subscriber, ...]) -> tuple[_Subscriber, ...]:
+        """Index the pending subscribers whose id got known (livekit sets it once its request
+        returned); the ones still waiting."""
+        for sub in pending:
+            key = sub.cell.cell_contents
+            if key is not None and not sub.gone:
+                _without(self._pending, kind, sub)
+                sub.key = key
+                self._owners[(kind, key)] = (*self._owners.get((kind, key), ()), sub)
+        return self._pending.get(kind, ())
+
+
+def _without(index: dict[Any, tuple[_Subscriber, ...]], key: Any, sub: _Subscriber) -> None:
+    rest = tuple(s for s in index.get(key, ()) if s is not sub)
+    if rest:
+        index[key] = rest
+    else:
+        index.pop(key, None)
+
+
+def _seq_of(sub: _Subscriber) -> int:
+    return sub.seq
+
+
+def _install_dispatcher(ffi_client: Any, specs: dict[types.CodeType, Any]) -> None:
+    """Make livekit's FFI client use :class:`_EventDispatcher` (the one it has, if any, too)."""
+    from livekit.rtc._utils import Queue
+
+    _EventDispatcher.specs = specs
+    _EventDispatcher.routes = {
+        s.kind: s.field for s in specs.values() if isinstance(s, RoutedFilter)
+    }
+    _EventDispatcher.queue_cls = Queue
+    ffi_client.FfiQueue = _EventDispatcher  # FfiClient.__init__ builds its queue from it
+    client = ffi_client.FfiClient._instance
+    if client is not None and not isinstance(client._queue, _EventDispatcher):
+        # someone used the FFI before us: carry its subscribers over, in order
+        old = client._queue
+        with old._lock:
+            new: _EventDispatcher[Any] = _EventDispatcher()
+            for queue, loop, filter_fn in old._subscribers:
+                new._adopt(queue, loop, filter_fn)
+            client._queue = new
 
 
 # -- livekit.rtc preparation ------------------------------------------------------------------
@@ -850,9 +1144,13 @@ def livekit_rtc() -> types.ModuleType:
     from livekit.rtc import _ffi_client
 
     if not _lk_prepared:
-        from ._internals import check_livekit
+        from livekit.rtc._proto import ffi_pb2
 
-        check_livekit(_ffi_client, lk_rtc.AudioSource)  # fail loudly if livekit moved them
+        from ._internals import check_livekit, livekit_event_filters
+
+        # fail loudly if livekit moved what we rely on
+        check_livekit(_ffi_client, lk_rtc.AudioSource)
+        specs = livekit_event_filters(ffi_pb2.FfiEvent)
         _lk_prepared = True
         _ffi_client.threading = types.SimpleNamespace(  # type: ignore[assignment]
             RLock=_RLock, Lock=_allocate_lock
@@ -861,7 +1159,7 @@ def livekit_rtc() -> types.ModuleType:
         client = _ffi_client.FfiClient._instance
         if client is not None:  # someone used the FFI before us: swap the live locks too
             client._lock = _RLock()
-            client._queue._lock = _RLock()
+        _install_dispatcher(_ffi_client, specs)  # its lock is a real one too
     return lk_rtc
 
 
