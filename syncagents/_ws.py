@@ -1,9 +1,12 @@
 """The worker's side of LiveKit's agent protocol: one WebSocket to ``<url>/agent``.
 
 Protobuf ``WorkerMessage`` frames go out, ``ServerMessage`` frames come in. The socket is
-websocket-client's, which is cooperative once gevent has patched ``socket``: one greenlet
-reads (:meth:`AgentConnection.recv`), any greenlet may send (websocket-client serialises
-writers with its own lock, a gevent lock after patching).
+websocket-client's, which is cooperative once gevent has patched ``socket``. One greenlet reads
+(:meth:`AgentConnection.recv_batch`: every message one socket read brought in). Any greenlet
+may send: :meth:`AgentConnection.send` queues, and the connection's writer greenlet writes
+everything queued by the time it runs in one write, so a burst of offers is answered with one
+system call, not one per offer, and the status updates of the jobs a burst starts go out
+together too.
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
+import struct
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
+import gevent
 import gevent.event
+import gevent.lock
 import websocket
 from google.protobuf.message import DecodeError
 from livekit.protocol import agent as proto
@@ -101,52 +109,172 @@ check_websocket(websocket.WebSocket)  # _recv(bufsize) is overridden below
 class _BufferedWebSocket(websocket.WebSocket):
     """websocket-client reads every frame with three or four small ``recv()`` calls (header,
     length, payload); one 64 KiB read serves many frames instead, which halves the per-frame
-    cost when offers arrive in bursts."""
+    cost when offers arrive in bursts. The plain frames the agent server sends are taken
+    from that buffer directly (:meth:`take_binary`); everything else goes through
+    websocket-client's frame reader, which reads from the same buffer."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._rbuf = bytearray()
+        self._rbuf = b""  # bytes read from the socket; those before _rpos are consumed
+        self._rpos = 0
+        # No fragmented message can be half-read by websocket-client: true until its reader
+        # returns a control frame (which may come between fragments), and again once it
+        # returns a whole message.
+        self.at_message_start = True
         super().__init__(*args, **kwargs)
 
     def _recv(self, bufsize: int) -> bytes:
-        buf = self._rbuf
-        if not buf:
+        buf, pos = self._rbuf, self._rpos
+        if pos < len(buf):
+            out = buf[pos : pos + bufsize]
+            self._rpos = pos + len(out)
+            return out
+        sock = self.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("socket is already closed.")
+        try:
+            chunk: bytes = sock.recv(max(bufsize, 65536))
+        except TimeoutError as exc:
+            raise websocket.WebSocketTimeoutException(str(exc)) from None
+        if not chunk:
+            raise websocket.WebSocketConnectionClosedException(
+                "Connection to remote host was lost."
+            )
+        if len(chunk) > bufsize:
+            self._rbuf, self._rpos = chunk, bufsize
+            return chunk[:bufsize]
+        self._rbuf, self._rpos = b"", 0
+        return chunk
+
+    def take_binary(self) -> bytes | None:
+        """The payload of the next frame when the bytes already read hold all of it and it
+        is a plain binary message (final, unmasked, no extension bits: what the agent server
+        sends), taken without websocket-client's frame reader (two dozen calls a frame).
+        ``None`` when it is not: read it with ``recv_data_frame``."""
+        if not self.at_message_start:
+            return None
+        buf, pos = self._rbuf, self._rpos
+        size = len(buf) - pos
+        if size < 2 or buf[pos] != 0x82:  # FIN + binary, no RSV bit
+            return None
+        length = buf[pos + 1]  # 128 and up: masked, which websocket-client rejects or handles
+        head = 2
+        if length == 126:
+            head = 4
+            if size < head:
+                return None
+            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        elif length == 127:
+            head = 10
+            if size < head:
+                return None
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        elif length > 127:
+            return None
+        if size < head + length:
+            return None
+        self._rpos = pos + head + length
+        return buf[pos + head : pos + head + length]
+
+    def message_buffered(self) -> bool:
+        """Whether the bytes already read hold a whole message (or a control frame), so that
+        reading it cannot block. Frames of a fragmented message count only once its last
+        fragment is in: a batch never waits in the middle for the rest of a message."""
+        buf, pos = self._rbuf, self._rpos
+        size = len(buf)
+        while size - pos >= 2:
+            first, second = buf[pos], buf[pos + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                head = 4
+                if size - pos < head:
+                    return False
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                head = 10
+                if size - pos < head:
+                    return False
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            if second & 0x80:
+                head += 4  # a masked frame (a server must not send one; the reader says so)
+            end = pos + head + length
+            if end > size:
+                return False
+            if first & 0x80 or first & 0x08:  # FIN, or a control frame (never fragmented)
+                return True
+            pos = end
+        return False
+
+    def send_binary_frames(self, payloads: Sequence[bytes]) -> None:
+        """Send each payload as one binary frame, all in one write (websocket-client makes a
+        system call per frame, and a dozen Python calls to build each)."""
+        data = client_frames(payloads)
+        with self.lock:
             sock = self.sock
             if sock is None:
                 raise websocket.WebSocketConnectionClosedException("socket is already closed.")
-            try:
-                chunk = sock.recv(max(bufsize, 65536))
-            except TimeoutError as exc:
-                raise websocket.WebSocketTimeoutException(str(exc)) from None
-            if not chunk:
-                raise websocket.WebSocketConnectionClosedException(
-                    "Connection to remote host was lost."
-                )
-            if len(chunk) <= bufsize:
-                return bytes(chunk)
-            buf += chunk
-        out = bytes(buf[:bufsize])
-        del buf[:bufsize]
-        return out
+            sock.sendall(data)
+
+
+def client_frames(payloads: Sequence[bytes]) -> bytes:
+    """``payloads`` as RFC 6455 frames from a client: final, binary, each masked with its own
+    key from ``os.urandom`` (one call for all the keys)."""
+    keys = os.urandom(4 * len(payloads))
+    out: list[bytes] = []
+    for i, payload in enumerate(payloads):
+        key = keys[4 * i : 4 * i + 4]
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x82, 0x80 | n))
+        elif n < 1 << 16:
+            head = struct.pack("!BBH", 0x82, 0xFE, n)
+        else:
+            head = struct.pack("!BBQ", 0x82, 0xFF, n)
+        stream = (key * (n // 4 + 1))[:n]  # the key repeated over the payload
+        masked = int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")
+        out += (head, key, masked.to_bytes(n, "little"))
+    return b"".join(out)
+
+
+Unsent = Callable[[list[proto.WorkerMessage]], None]
 
 
 class AgentConnection:
-    """One open, upgraded WebSocket to the agent endpoint."""
+    """One open, upgraded WebSocket to the agent endpoint.
 
-    def __init__(self, ws: websocket.WebSocket, url: str) -> None:
+    ``on_unsent(msgs)`` is called with the messages :meth:`send` accepted that were never
+    written because the connection broke (a broken write counts as unsent as a whole).
+    """
+
+    def __init__(self, ws: _BufferedWebSocket, url: str, on_unsent: Unsent | None = None) -> None:
         self._ws = ws
         self.url = url
         self.closed = False
+        self.on_unsent = on_unsent
         self.pong_received = gevent.event.Event()
         self.finished = gevent.event.Event()  # the reading side saw the end of the connection
+        self._queue: list[proto.WorkerMessage] = []
+        self._queued = gevent.event.Event()
+        self._queued_count = 0  # messages ever queued, and ever written: both in queue order
+        self._written_count = 0
+        self._written = gevent.event.Event()  # replaced after every write (wakes all waiters)
+        self._write_lock = gevent.lock.Semaphore()  # queued batches go out in the order taken
+        self._sealed = False  # the close frame is out: nothing may follow it
+        # Spawned here, by the greenlet that opens the connection and outside any job: a
+        # writer spawned by a job's greenlet (its first status update) would belong to the
+        # job's nursery and die with the job.
+        self._writer = gevent.spawn(self._write_loop)
 
     @classmethod
-    def open(cls, ws_url: str, token: str, *, timeout: float = 10.0) -> AgentConnection:
+    def open(
+        cls, ws_url: str, token: str, *, timeout: float = 10.0, on_unsent: Unsent | None = None
+    ) -> AgentConnection:
         """Connect and upgrade. Raises :class:`CredentialsRejected` on 401/403; any other
         failure (refused, timeout, other HTTP status) raises ``OSError`` or
         ``websocket.WebSocketException`` and is worth a retry."""
         url = agent_url(ws_url)
         try:
-            ws = websocket.create_connection(
+            ws: _BufferedWebSocket = websocket.create_connection(  # type: ignore[assignment]
                 url,
                 class_=_BufferedWebSocket,
                 timeout=timeout,
@@ -159,62 +287,148 @@ class AgentConnection:
             if exc.status_code in (401, 403):
                 raise CredentialsRejected(ws_url, exc.status_code) from None
             raise
-        return cls(ws, url)
+        return cls(ws, url, on_unsent)
 
     def settimeout(self, timeout: float | None) -> None:
         self._ws.settimeout(timeout)
 
     def send(self, msg: proto.WorkerMessage) -> None:
-        self._ws.send(msg.SerializeToString(), websocket.ABNF.OPCODE_BINARY)
+        """Queue ``msg`` for the writer greenlet; returns at once. Messages go out in the order
+        they were queued. ``ConnectionError`` once the connection is closed."""
+        if self.closed or self._sealed:
+            raise ConnectionError("the agent connection is closed")
+        self._queue.append(msg)
+        self._queued_count += 1
+        self._queued.set()
+
+    @property
+    def queued(self) -> int:
+        """How many messages were ever queued on this connection (``wait_written``'s mark)."""
+        return self._queued_count
+
+    def wait_written(self, count: int, timeout: float | None = None) -> bool:
+        """Block until the first ``count`` messages queued have been written to the socket
+        (at once when they are); False if the connection broke first or ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._written_count < count and not self.closed:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._written.wait(left)
+        return self._written_count >= count
+
+    def flush(self) -> None:
+        """Write what is queued now, in the calling greenlet (raises what the socket raises)."""
+        with self._write_lock:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        try:
+            self._ws.send_binary_frames([msg.SerializeToString() for msg in batch])
+        except BaseException:
+            self._unsent(batch)
+            raise
+        self._written_count += len(batch)
+        written, self._written = self._written, gevent.event.Event()
+        written.set()
+
+    def _write_loop(self) -> None:
+        while True:
+            self._queued.wait()
+            self._queued.clear()
+            if self.closed:
+                return
+            try:
+                self.flush()
+            except Exception as exc:
+                if not self.closed:
+                    logger.debug("send failed ({}); the connection will be re-established", exc)
+                    self.abort()  # the reading greenlet wakes with an error and reconnects
+                return
+
+    def _unsent(self, msgs: list[proto.WorkerMessage]) -> None:
+        if msgs and self.on_unsent is not None:
+            self.on_unsent(msgs)
 
     def ping(self) -> None:
         self._ws.ping(str(int(time.time() * 1000)))
 
     def recv(self) -> proto.ServerMessage | None:
+        """The next server message; ``None`` for a frame that was dropped (logged).
+
+        Raises ``ConnectionError`` when the server closed the connection, and whatever the
+        socket raises when it broke.
+        """
         try:
             return self._recv()
         except BaseException:
             self.finished.set()
             raise
 
-    def _recv(self) -> proto.ServerMessage | None:
-        """The next server message; ``None`` for a frame that was dropped (logged).
+    def recv_batch(self) -> list[proto.ServerMessage]:
+        """The next server message and every further one already read from the socket, in
+        order (blocks for the first only). Empty when only dropped frames came in; raises
+        like :meth:`recv`."""
+        ws = self._ws
+        try:
+            msg = self._recv()
+            batch = [msg] if msg is not None else []
+            while ws.message_buffered():
+                _, msg = self._read_one()
+                if msg is not None:
+                    batch.append(msg)
+        except BaseException:
+            self.finished.set()
+            raise
+        return batch
 
-        Raises ``ConnectionError`` when the server closed the connection, and whatever the
-        socket raises when it broke.
-        """
+    def _recv(self) -> proto.ServerMessage | None:
         while True:
-            opcode, frame = self._ws.recv_data_frame(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_PONG:
-                self.pong_received.set()
-                continue
-            if opcode == websocket.ABNF.OPCODE_PING:
-                continue  # websocket-client has already answered it
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise ConnectionError("the server closed the agent connection")
+            is_data, msg = self._read_one()
+            if is_data:
+                return msg
+
+    def _read_one(self) -> tuple[bool, proto.ServerMessage | None]:
+        """Read one control frame, ``(False, None)``, or one data message, ``(True, msg)``
+        with ``msg`` ``None`` when the frame was dropped (logged)."""
+        ws = self._ws
+        data = ws.take_binary()
+        if data is None:
+            opcode, frame = ws.recv_data_frame(control_frame=True)
+            # a control frame may have come between the fragments of a message
+            ws.at_message_start = opcode < 0x8
             data = frame.data
-            if opcode != websocket.ABNF.OPCODE_BINARY:
-                logger.warning(
-                    "dropped a non-binary frame from the agent server ({} bytes)", len(data)
-                )
-                return None
-            msg = proto.ServerMessage()
-            try:
-                msg.ParseFromString(data)
-            except (DecodeError, ValueError) as exc:
-                logger.warning(
-                    "dropped an undecodable frame from the agent server ({} bytes: {})",
-                    len(data),
-                    exc,
-                )
-                return None
-            if msg.WhichOneof("message") is None:
-                logger.warning("dropped a server frame with no known message ({} bytes)", len(data))
-                return None
-            return msg
+        else:
+            opcode = websocket.ABNF.OPCODE_BINARY
+        if opcode == websocket.ABNF.OPCODE_PONG:
+            self.pong_received.set()
+            return False, None
+        if opcode == websocket.ABNF.OPCODE_PING:
+            return False, None  # websocket-client has already answered it
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionError("the server closed the agent connection")
+        if opcode != websocket.ABNF.OPCODE_BINARY:
+            logger.warning("dropped a non-binary frame from the agent server ({} bytes)", len(data))
+            return True, None
+        msg = proto.ServerMessage()
+        try:
+            msg.ParseFromString(data)
+        except (DecodeError, ValueError) as exc:
+            logger.warning(
+                "dropped an undecodable frame from the agent server ({} bytes: {})", len(data), exc
+            )
+            return True, None
+        if msg.WhichOneof("message") is None:
+            logger.warning("dropped a server frame with no known message ({} bytes)", len(data))
+            return True, None
+        return True, msg
 
     def abort(self) -> None:
-        """Break the connection now: a greenlet blocked in :meth:`recv` wakes with an error."""
+        """Break the connection now: a greenlet blocked in :meth:`recv` wakes with an error;
+        what is still queued is handed to ``on_unsent``."""
         self.closed = True
         sock: Any = self._ws.sock
         if sock is not None:
@@ -223,6 +437,10 @@ class AgentConnection:
             except OSError:
                 pass
         self._ws.shutdown()
+        self._queued.set()  # the writer ends
+        self._written.set()  # and so does every wait_written
+        leftover, self._queue = self._queue, []
+        self._unsent(leftover)
 
     def close(self, timeout: float = 2.0) -> None:
         """Say goodbye with a close frame and wait (at most ``timeout`` s) until the greenlet
@@ -231,7 +449,10 @@ class AgentConnection:
         if self.closed:
             return
         try:
-            self._ws.send(b"\x03\xe8", websocket.ABNF.OPCODE_CLOSE)
+            with self._write_lock:
+                self._write_queued()  # what was sent before (final job updates) goes first
+                self._sealed = True
+                self._ws.send(b"\x03\xe8", websocket.ABNF.OPCODE_CLOSE)
             self.finished.wait(timeout)
         except Exception:  # already broken: nothing to say goodbye to
             pass

@@ -1,16 +1,21 @@
 """The agent worker: registers with LiveKit, answers job offers, runs each job in a greenlet group.
 
-One process, one gevent hub. The connection greenlet owns the WebSocket reads; availability
-answers for the plain "accept everything" case go out inline from it (no greenlet switch), a
+One process, one gevent hub. The connection greenlet owns the WebSocket reads and handles
+server messages in batches: every message one socket read brought in, in order. Availability
+answers for the plain "accept everything" case are made inline (no greenlet switch); a
 ``request_fnc`` runs in its own greenlet, and every job is driven by :class:`syncagents.job.Job`
-in a driver greenlet. Jobs survive reconnects: their state is re-sent after re-registering, and
-final updates that could not be sent wait for the next connection.
+in a driver greenlet. Sends are queued and the connection's writer greenlet writes what was
+queued in one go: a batch's answers, the status updates of the jobs it started, together.
+After each batch the connection greenlet lets the hub run the jobs it started before it reads
+on. Jobs survive reconnects: their state is re-sent after re-registering, and final updates
+that could not be sent wait for the next connection.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+import gc
 import os
 import time
 import uuid
@@ -47,6 +52,7 @@ __all__ = [
 MAX_ERROR_BYTES = 64 * 1024  # update_job error text; a 17 MiB one broke the server's frame limit
 DRAIN_END_BUDGET = 1.0  # seconds jobs cut off by a drain timeout get to end
 STABLE_REGISTRATION = 5.0  # a connection dropped sooner than this counts as a failed attempt
+RUNNING_WRITE_TIMEOUT = 10.0  # a job's JS_RUNNING not written by then: its entrypoint runs anyway
 
 
 class JobType(enum.IntEnum):
@@ -437,7 +443,9 @@ class Worker:
 
     def _connect_and_register(self) -> AgentConnection:
         token = mint_worker_token(self.opts.api_key, self.opts.api_secret)
-        conn = AgentConnection.open(self.opts.ws_url, token, timeout=self.register_timeout)
+        conn = AgentConnection.open(
+            self.opts.ws_url, token, timeout=self.register_timeout, on_unsent=self._not_sent_all
+        )
         try:
             register = proto.RegisterWorkerRequest(
                 type=int(self.opts.worker_type),  # type: ignore[arg-type]
@@ -481,13 +489,18 @@ class Worker:
         return conn
 
     def _serve(self, conn: AgentConnection) -> None:
+        _freeze_startup_heap()  # registered: not on the way to it (it takes 20-50 ms)
         pinger = self._group.spawn(self._ping_loop, conn)
         status = self._group.spawn(self._status_loop)
         try:
             while True:
-                msg = conn.recv()
-                if msg is not None:
+                for msg in conn.recv_batch():
                     self._handle(msg)
+                # A read that finds data does not give the hub up, so reading on would let a
+                # burst of messages hold it for as long as the burst lasts: the writer and the
+                # jobs this batch started would wait for the end of it. One switch per batch
+                # (not per message) lets them, and every other greenlet, run first.
+                gevent.sleep(0)
         finally:
             pinger.kill(block=False)
             status.kill(block=False)
@@ -520,16 +533,30 @@ class Worker:
                     logger.warning("no assignment came for accepted job {}; dropped", job_id)
 
     def _send(self, msg: proto.WorkerMessage) -> bool:
+        """Queue ``msg`` on the connection; False when there is none. What is never sent is
+        kept for the next connection or undone (:meth:`_not_sent`)."""
         conn = self._conn
-        if conn is None:
-            return False
-        try:
-            conn.send(msg)
-            return True
-        except Exception as exc:
-            logger.debug("send failed ({}); the connection will be re-established", exc)
-            conn.abort()
-            return False
+        if conn is not None:
+            try:
+                conn.send(msg)
+                return True
+            except ConnectionError:
+                pass  # closed: the reading greenlet is about to see it
+        self._not_sent(msg)
+        return False
+
+    def _not_sent_all(self, msgs: list[proto.WorkerMessage]) -> None:
+        for msg in msgs:
+            self._not_sent(msg)
+
+    def _not_sent(self, msg: proto.WorkerMessage) -> None:
+        which = msg.WhichOneof("message")
+        if which == "availability" and msg.availability.available:
+            # the server forgot the offer with the connection: no assignment will come
+            if self._pending.pop(msg.availability.job_id, None) is not None:
+                self._jobs_changed.set()
+        elif which == "update_job" and msg.update_job.status in (proto.JS_SUCCESS, proto.JS_FAILED):
+            self._unsent_updates[msg.update_job.job_id] = msg  # sent after the next registration
 
     def _notify_status(self) -> None:
         if not self._status_listeners:
@@ -566,17 +593,15 @@ class Worker:
         msg = proto.WorkerMessage(
             update_job=proto.UpdateJobStatus(job_id=job_id, status=status, error=error)  # type: ignore[arg-type]
         )
-        if not self._send(msg) and status in (proto.JS_SUCCESS, proto.JS_FAILED):
-            self._unsent_updates[job_id] = msg  # delivered after the next registration
+        self._send(msg)  # a final status that cannot be sent now waits for the next connection
 
     def _resend_job_states(self) -> None:
         for job_id, job in list(self._jobs.items()):
             if job.status == proto.JS_RUNNING:
                 self._send_job_update(job_id, proto.JS_RUNNING)
         unsent, self._unsent_updates = self._unsent_updates, {}
-        for job_id, msg in unsent.items():
-            if not self._send(msg):
-                self._unsent_updates[job_id] = msg
+        for msg in unsent.values():
+            self._send(msg)  # kept again if it cannot be sent
 
     # -- server messages --------------------------------------------------------------------
     def _handle(self, msg: proto.ServerMessage) -> None:
@@ -672,8 +697,7 @@ class Worker:
         )
         resp.participant_attributes.update(args.attributes)
         self._pending[job_id] = _Pending(args, time.monotonic() + self.assignment_timeout)
-        if not self._send(proto.WorkerMessage(availability=resp)):
-            self._pending.pop(job_id, None)  # the server forgot the offer with the connection
+        self._send(proto.WorkerMessage(availability=resp))  # not sent: no longer pending
 
     def _send_availability(self, job_id: str, *, available: bool, terminate: bool = False) -> None:
         resp = proto.AvailabilityResponse(job_id=job_id, available=available, terminate=terminate)
@@ -704,15 +728,28 @@ class Worker:
         bind_job_id(driver, job.id)
         self._jobs[job.id] = _ActiveJob(ctx, driver)
         self._group.start(driver)
-        logger.bind(job_id=job.id).info("job {} assigned (room {!r})", job.id, job.room.name)
+        # job_id as a keyword: in the record's extra like bind() puts it, without making a
+        # logger per job (a third of a filtered call's cost)
+        logger.info("job {} assigned (room {!r})", job.id, job.room.name, job_id=job.id)
 
     def _drive_job(self, ctx: JobContext, entrypoint: Callable[[JobContext], Any]) -> None:
         job_id = ctx.job_id
         active = self._jobs[job_id]
+        # JS_RUNNING as the job starts (livekit-agents reports it once the job is launched),
+        # queued: the jobs starting together share one write. The writer was woken by the
+        # first of them, before any of their entrypoint greenlets was spawned, so it writes
+        # before they run.
+        active.status = proto.JS_RUNNING
+        self._send_job_update(job_id, proto.JS_RUNNING)
+        conn = self._conn
+        update = conn.queued if conn is not None else 0
 
         def running() -> None:
-            active.status = proto.JS_RUNNING
-            self._send_job_update(job_id, proto.JS_RUNNING)
+            if conn is not None:
+                # Not written yet only when the socket is backed up: wait, as a direct send
+                # would have. An entrypoint that then holds the hub for good (a C call that
+                # never returns) must not keep the update in the queue.
+                conn.wait_written(update, RUNNING_WRITE_TIMEOUT)
 
         try:
             result = Job.of(ctx).run(entrypoint, on_running=running)
@@ -721,12 +758,13 @@ class Worker:
             self._jobs_changed.set()
         status = proto.JS_FAILED if result.failed else proto.JS_SUCCESS
         self._send_job_update(job_id, status, result.error)
-        logger.bind(job_id=job_id).info(
+        logger.info(
             "job {} ended ({}): {}{}",
             job_id,
             proto.JobStatus.Name(status),
             result.reason,
             f" ({result.error})" if result.error else "",
+            job_id=job_id,
         )
 
     def _on_termination(self, job_id: str) -> None:
@@ -739,6 +777,24 @@ class Worker:
             return
         logger.bind(job_id=job_id).info("job {} terminated by the server", job_id)
         Job.of(job.ctx).request_end("terminated by the server")
+
+
+_startup_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    # What exists once the worker first serves (modules, the app, what prewarm loaded) lives
+    # as long as the process. Left to the cyclic collector, every full collection walks
+    # all of it: 25-50 ms with the hub stopped, and a burst of jobs triggers some (measured:
+    # the entrypoints of a whole burst ran that much later). Frozen, a full collection walks
+    # only the jobs' objects. Garbage is collected first, so none is kept for good. Once per
+    # process: one that runs several workers (a test session) freezes at the first.
+    global _startup_heap_frozen
+    if _startup_heap_frozen:
+        return
+    _startup_heap_frozen = True
+    gc.collect()
+    gc.freeze()
 
 
 def retry_delay(n: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ from loguru import logger
 
 from syncagents import job as job_module
 from syncagents import worker as worker_module
-from syncagents._ws import agent_url, mint_worker_token
+from syncagents._ws import AgentConnection, agent_url, mint_worker_token
 from syncagents.job import JobContext, JobRequest
+from syncagents.testing._ws_server import ServerWebSocket, read_http_request, upgrade_response
 from syncagents.testing.dispatch_server import DispatchServer
 from syncagents.version import __version__
 from syncagents.worker import (
@@ -742,3 +744,208 @@ def test_a_server_that_drops_every_registration_gets_the_backoff(
         retried.remove()
         worker.close()
         g.join(timeout=15)
+
+
+# -- bursts (issue 11): messages handled per socket read ---------------------------------------
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch of server messages the worker reads."""
+    sizes: list[int] = []
+    recv_batch = AgentConnection.recv_batch
+
+    def recording(conn: AgentConnection) -> list[proto.ServerMessage]:
+        batch = recv_batch(conn)
+        sizes.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(AgentConnection, "recv_batch", recording)
+    return sizes
+
+
+def test_a_burst_of_dispatches_is_answered_in_order_and_every_job_runs(
+    server: DispatchServer, start: Callable[..., Running], batches: list[int]
+) -> None:
+    ran: list[str] = []
+    start(entrypoint_fnc=lambda ctx: ran.append(ctx.job_id))
+    # dispatched without yielding: the double sends the 300 offers in one go
+    handles = [server.dispatch(room=f"burst-{i}") for i in range(300)]
+    for h in handles:
+        h.wait_ended(timeout=30)
+    assert all(h.outcome == "assigned" for h in handles)
+    assert all(statuses(h) == ["JS_RUNNING", "JS_SUCCESS"] for h in handles)
+    assert sorted(ran) == sorted(h.id for h in handles)  # each job ran once
+    # the double stamps each answer as it reads it: in the order the offers went out
+    by_offer = sorted(handles, key=lambda h: h.availability_sent_at)
+    answered = [h.answered_at for h in by_offer]
+    assert answered == sorted(answered)
+    assert max(batches) > 1  # the worker did handle several messages per read
+
+
+class WireServer:
+    """A bare agent endpoint for tests that write the server's side of the wire themselves:
+    it takes one worker's registration, then :meth:`write` sends several messages in one TCP
+    write (one socket read for the worker) and :meth:`recv` reads what the worker sent."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()  # gevent's: the test process is patched
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(1)
+        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._sock: socket.socket | None = None
+        self._ws: ServerWebSocket | None = None
+
+    def accept(self, timeout: float = 10) -> proto.RegisterWorkerRequest:
+        with gevent.Timeout(timeout):
+            sock, _ = self._listener.accept()
+            rfile = sock.makefile("rb")
+            request = read_http_request(rfile)
+            assert request is not None and request.is_websocket_upgrade()
+            sock.sendall(upgrade_response(request.headers["sec-websocket-key"]))
+            self._sock, self._ws = sock, ServerWebSocket(sock, rfile)
+            register = self.recv("register").register
+        self.write(proto.ServerMessage(register=proto.RegisterWorkerResponse(worker_id="AW_wire")))
+        return register
+
+    def write(self, *msgs: proto.ServerMessage | bytes) -> None:
+        """``msgs`` as unmasked binary frames (a server's), all in one write; ``bytes`` are
+        written as they are (frames made with :func:`server_frame`)."""
+        assert self._sock is not None
+        frames = [m if isinstance(m, bytes) else server_frame(m.SerializeToString()) for m in msgs]
+        self._sock.sendall(b"".join(frames))
+
+    def recv(self, *kinds: str, timeout: float = 10) -> proto.WorkerMessage:
+        """The worker's next message of one of ``kinds`` (status updates and the like are
+        skipped)."""
+        assert self._ws is not None
+        with gevent.Timeout(timeout):
+            while True:
+                _, data = self._ws.recv()
+                msg = proto.WorkerMessage.FromString(data)
+                if msg.WhichOneof("message") in kinds:
+                    return msg
+
+    def stop(self, worker: Running) -> None:
+        """Stop the worker (its close handshake answered), then the endpoint."""
+
+        def drain() -> None:
+            assert self._ws is not None
+            try:
+                while True:
+                    self._ws.recv()
+            except Exception:  # the close frame, answered, ends it
+                pass
+
+        reader = gevent.spawn(drain) if self._ws is not None else None
+        worker.stop()
+        if reader is not None:
+            reader.kill()
+        if self._ws is not None:
+            self._ws.abort()
+        self._listener.close()
+
+
+def server_frame(payload: bytes, opcode: int = 0x2, fin: bool = True) -> bytes:
+    """One RFC 6455 frame as a server sends it (unmasked), with the shortest length field."""
+    n = len(payload)
+    if n < 126:
+        length = bytes([n])
+    elif n < 1 << 16:
+        length = bytes([126]) + n.to_bytes(2, "big")
+    else:
+        length = bytes([127]) + n.to_bytes(8, "big")
+    return bytes([(0x80 if fin else 0) | opcode]) + length + payload
+
+
+def _offered(job_id: str) -> proto.Job:
+    job = proto.Job(id=job_id, type=proto.JT_ROOM)
+    job.room.name = "wire"
+    return job
+
+
+def test_offers_in_one_read_are_answered_in_order_and_assignments_in_one_read_all_run(
+    batches: list[int],
+) -> None:
+    count = 200
+    jobs = [_offered(f"AJ_wire{i:04d}") for i in range(count)]
+    held = jobs[0].id  # runs until the server terminates it
+    ran: list[str] = []
+
+    def entry(ctx: JobContext) -> None:
+        ran.append(ctx.job_id)
+        if ctx.job_id == held:
+            gevent.sleep(60)
+
+    wire = WireServer()
+    worker = Worker(WorkerOptions(entrypoint_fnc=entry, ws_url=wire.url, api_key="k",
+                                  api_secret="s", port=0, load_fnc=lambda: 0.0))
+    running = Running(worker)
+    try:
+        wire.accept()
+        worker.wait_for_registration(timeout=10)
+        wire.write(*[proto.ServerMessage(availability=proto.AvailabilityRequest(job=j))
+                     for j in jobs])
+        answers = [wire.recv("availability").availability for _ in jobs]
+        assert count in batches  # one write, all in by the worker's next read: one batch
+        assert [a.job_id for a in answers] == [j.id for j in jobs]  # every one, in order
+        assert all(a.available and not a.terminate for a in answers)
+        # every assignment in one read, the held job's termination right behind them: it
+        # must find the job the same read started
+        wire.write(
+            *[proto.ServerMessage(assignment=proto.JobAssignment(job=j, token="t")) for j in jobs],
+            proto.ServerMessage(termination=proto.JobTermination(job_id=held)),
+        )
+        final: dict[str, proto.UpdateJobStatus] = {}
+        while len(final) < count:
+            update = wire.recv("update_job").update_job
+            assert update.job_id not in final  # nothing after a job's final status
+            if update.status != proto.JS_RUNNING:
+                final[update.job_id] = update
+        assert count + 1 in batches
+        assert set(final) == {j.id for j in jobs}
+        assert all(u.status == proto.JS_SUCCESS for u in final.values())
+        assert set(ran) >= {j.id for j in jobs[1:]} and len(ran) == len(set(ran))
+        assert not worker.active_jobs
+    finally:
+        wire.stop(running)
+
+
+def test_frames_of_every_shape_in_one_read_are_read_in_order(
+    batches: list[int], logs: list[dict[str, Any]]
+) -> None:
+    # 7-, 16- and 64-bit lengths, a message in two fragments with a ping between them, and a
+    # text frame (dropped): the plain frames are taken from the read buffer directly, the
+    # rest by websocket-client's reader, and the two must not get in each other's way
+    jobs = [_offered(f"AJ_shape{i}") for i in range(5)]
+    jobs[1].metadata = "m" * 300
+    jobs[3].metadata = "m" * 70_000
+    offers = [
+        proto.ServerMessage(availability=proto.AvailabilityRequest(job=j)).SerializeToString()
+        for j in jobs
+    ]
+    half = len(offers[2]) // 2
+    wire = WireServer()
+    worker = Worker(WorkerOptions(entrypoint_fnc=noop, ws_url=wire.url, api_key="k",
+                                  api_secret="s", port=0, load_fnc=lambda: 0.0))
+    running = Running(worker)
+    try:
+        wire.accept()
+        worker.wait_for_registration(timeout=10)
+        wire.write(
+            server_frame(offers[0]),
+            server_frame(offers[1]),
+            server_frame(offers[2][:half], fin=False),
+            server_frame(b"are you there", opcode=0x9),  # a ping between the fragments
+            server_frame(offers[2][half:], opcode=0x0),
+            server_frame(b"not protobuf", opcode=0x1),
+            server_frame(offers[3]),
+            server_frame(offers[4]),
+        )
+        answers = [wire.recv("availability").availability for _ in jobs]
+        assert [a.job_id for a in answers] == [j.id for j in jobs]
+        assert all(a.available for a in answers)
+        assert any("non-binary" in r["message"] for r in logs)
+        assert sum(batches) == len(jobs)  # each read once (the text frame was dropped)
+    finally:
+        wire.stop(running)
