@@ -41,6 +41,8 @@ from livekit import rtc
 SAMPLE_RATE = 48000
 FRAME_MS = 10
 TRANSCRIPTION_TOPIC = "lk.transcription"
+SUBSCRIBE_TIMEOUT = 30.0  # for someone to subscribe to a published WAV before it plays
+LEAD_S = 0.5  # silence before a published WAV's audio
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -157,9 +159,27 @@ class User:
         source = rtc.AudioSource(rate, 1)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
         opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        subscribed = asyncio.Event()
+
+        def on_subscribed(sub_track: Any) -> None:
+            if sub_track is track:
+                subscribed.set()
+
+        # Speak once the agent listens, as a person on a call does: audio sent before the
+        # agent subscribed (and began reading the track) is never heard, and with ten rooms
+        # subscribing at once the start of the question was lost.
+        self.room.on("local_track_subscribed", on_subscribed)
         await self.room.local_participant.publish_track(track, opts)
         emit("published", what="audio")
+        try:
+            await asyncio.wait_for(subscribed.wait(), SUBSCRIBE_TIMEOUT)
+        except asyncio.TimeoutError:
+            emit("error", message=f"nobody subscribed to the audio within {SUBSCRIBE_TIMEOUT} s")
+        finally:
+            self.room.off("local_track_subscribed", on_subscribed)
         per_frame = rate * FRAME_MS // 1000
+        # a moment of silence first, as a microphone has before its owner speaks
+        pcm = b"\x00\x00" * int(rate * LEAD_S) + pcm
         pcm += b"\x00\x00" * int(rate * pad_s)
         frames = len(pcm) // 2 // per_frame
         for i in range(frames):
