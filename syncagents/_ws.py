@@ -15,9 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import socket
-import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -153,62 +151,33 @@ class _BufferedWebSocket(websocket.WebSocket):
         if not self.at_message_start:
             return None
         buf, pos = self._rbuf, self._rpos
-        size = len(buf) - pos
-        if size < 2 or buf[pos] != 0x82:  # FIN + binary, no RSV bit
+        # FIN + binary with no RSV bit, unmasked (a masked frame is websocket-client's to reject)
+        if len(buf) - pos < 2 or buf[pos] != 0x82 or buf[pos + 1] & 0x80:
             return None
-        length = buf[pos + 1]  # 128 and up: masked, which websocket-client rejects or handles
-        head = 2
-        if length == 126:
-            head = 4
-            if size < head:
-                return None
-            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-        elif length == 127:
-            head = 10
-            if size < head:
-                return None
-            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-        elif length > 127:
+        bounds = _frame_bounds(buf, pos)
+        if bounds is None:
             return None
-        if size < head + length:
-            return None
-        self._rpos = pos + head + length
-        return buf[pos + head : pos + head + length]
+        start, end = bounds
+        self._rpos = end
+        return buf[start:end]
 
     def message_buffered(self) -> bool:
         """Whether the bytes already read hold a whole message (or a control frame), so that
         reading it cannot block. Frames of a fragmented message count only once its last
         fragment is in: a batch never waits in the middle for the rest of a message."""
         buf, pos = self._rbuf, self._rpos
-        size = len(buf)
-        while size - pos >= 2:
-            first, second = buf[pos], buf[pos + 1]
-            length = second & 0x7F
-            head = 2
-            if length == 126:
-                head = 4
-                if size - pos < head:
-                    return False
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-            elif length == 127:
-                head = 10
-                if size - pos < head:
-                    return False
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-            if second & 0x80:
-                head += 4  # a masked frame (a server must not send one; the reader says so)
-            end = pos + head + length
-            if end > size:
-                return False
+        while (bounds := _frame_bounds(buf, pos)) is not None:
+            first = buf[pos]
             if first & 0x80 or first & 0x08:  # FIN, or a control frame (never fragmented)
                 return True
-            pos = end
+            pos = bounds[1]
         return False
 
     def send_binary_frames(self, payloads: Sequence[bytes]) -> None:
-        """Send each payload as one binary frame, all in one write (websocket-client makes a
-        system call per frame, and a dozen Python calls to build each)."""
-        data = client_frames(payloads)
+        """Send each payload as one binary frame, all in one write (websocket-client's
+        ``send`` makes a system call per frame)."""
+        data = b"".join(websocket.ABNF.create_frame(p, websocket.ABNF.OPCODE_BINARY).format()
+                        for p in payloads)
         with self.lock:
             sock = self.sock
             if sock is None:
@@ -216,24 +185,30 @@ class _BufferedWebSocket(websocket.WebSocket):
             sock.sendall(data)
 
 
-def client_frames(payloads: Sequence[bytes]) -> bytes:
-    """``payloads`` as RFC 6455 frames from a client: final, binary, each masked with its own
-    key from ``os.urandom`` (one call for all the keys)."""
-    keys = os.urandom(4 * len(payloads))
-    out: list[bytes] = []
-    for i, payload in enumerate(payloads):
-        key = keys[4 * i : 4 * i + 4]
-        n = len(payload)
-        if n < 126:
-            head = bytes((0x82, 0x80 | n))
-        elif n < 1 << 16:
-            head = struct.pack("!BBH", 0x82, 0xFE, n)
-        else:
-            head = struct.pack("!BBQ", 0x82, 0xFF, n)
-        stream = (key * (n // 4 + 1))[:n]  # the key repeated over the payload
-        masked = int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")
-        out += (head, key, masked.to_bytes(n, "little"))
-    return b"".join(out)
+def _frame_bounds(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the payload of the RFC 6455 frame at ``buf[pos]`` starts and ends (a masked
+    frame's key counts as header), or ``None`` while the frame is not all in ``buf``."""
+    size = len(buf) - pos
+    if size < 2:
+        return None
+    second = buf[pos + 1]
+    length = second & 0x7F
+    head = 2
+    if length == 126:
+        head = 4
+        if size < head:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+    elif length == 127:
+        head = 10
+        if size < head:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+    if second & 0x80:
+        head += 4  # the masking key (a server must not mask; websocket-client's reader says so)
+    if size < head + length:
+        return None
+    return pos + head, pos + head + length
 
 
 Unsent = Callable[[list[proto.WorkerMessage]], None]
