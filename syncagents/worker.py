@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import enum
-import gc
 import os
 import time
 import uuid
@@ -489,7 +488,6 @@ class Worker:
         return conn
 
     def _serve(self, conn: AgentConnection) -> None:
-        _freeze_startup_heap()  # registered: not on the way to it (it takes 20-50 ms)
         pinger = self._group.spawn(self._ping_loop, conn)
         status = self._group.spawn(self._status_loop)
         try:
@@ -777,24 +775,6 @@ class Worker:
             return
         logger.bind(job_id=job_id).info("job {} terminated by the server", job_id)
         Job.of(job.ctx).request_end("terminated by the server")
-
-
-_startup_heap_frozen = False
-
-
-def _freeze_startup_heap() -> None:
-    # What exists once the worker first serves (modules, the app, what prewarm loaded) lives
-    # as long as the process. Left to the cyclic collector, every full collection walks
-    # all of it: 25-50 ms with the hub stopped, and a burst of jobs triggers some (measured:
-    # the entrypoints of a whole burst ran that much later). Frozen, a full collection walks
-    # only the jobs' objects. Garbage is collected first, so none is kept for good. Once per
-    # process: one that runs several workers (a test session) freezes at the first.
-    global _startup_heap_frozen
-    if _startup_heap_frozen:
-        return
-    _startup_heap_frozen = True
-    gc.collect()
-    gc.freeze()
 
 
 def retry_delay(n: int) -> int:
