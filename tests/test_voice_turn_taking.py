@@ -24,8 +24,9 @@ import pytest
 from speech import speak
 
 from syncagents import VoiceAssistant, llm
-from syncagents.console.feeder import Clip, InputFeeder, audio_from_samples
+from syncagents.console.feeder import audio_from_samples
 from syncagents.plugins import espeak, pocketsphinx, silero
+from syncagents.rtc.realtime import Clip, RealtimeFeed
 from syncagents.testing import FakeLLM
 from syncagents.testing.local_room import USER_RATE, LocalRoom
 from syncagents.voice_assistant import EVENTS, TurnMetrics
@@ -289,7 +290,7 @@ class Talk:
             self.assistant.on(name, self._recorder(name))  # type: ignore[arg-type]
         self.assistant.tts.on("metrics_collected", self._recorder("tts_metrics"))
         self.group = gevent.pool.Group()
-        self.feeder = InputFeeder(self.room.user_source)
+        self.feeder = RealtimeFeed(self.room.user_source)
         self.group.spawn(self.feeder.run)
         self.assistant.start(self.room)
 

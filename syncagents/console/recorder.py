@@ -2,9 +2,10 @@
 
 Frames arrive paced by the agent's ``AudioSource``; when the agent is silent no frames come,
 so gaps are filled with silence. Each frame is placed where it was played: the time it came
-out of the agent's track is taken on the bridge loop's thread as it arrives (a greenlet
-reading it later, after plugins held the hub, would place it late), and frames that follow
-each other without a gap are written back to back (their playout positions on the track).
+out of the agent's track is taken on the bridge loop's thread as it arrives
+(``rtc.realtime.StampedAudioStream``: a greenlet reading it later, after plugins held the hub,
+would place it late), and frames that follow each other without a gap are written back to
+back (their playout positions on the track).
 The file is mono 16-bit at the rate of the agent's source. It is opened when the recorder is
 made (a path that cannot be written fails before the agent starts) and its header is
 rewritten after every frame, so it is a valid WAV at any moment, also when the process is cut
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -23,9 +24,9 @@ import gevent.pool
 import numpy as np
 from loguru import logger
 
-from .. import _bridge, rtc
+from .. import rtc
 from ..codecs.wav import WavWriter
-from ..rtc._blocking import lk, unwrap
+from ..rtc.realtime import StampedAudioStream
 from ..rtc.track import source_rate_of
 
 __all__ = ["VOICE_PEAK", "AgentRecorder"]
@@ -37,45 +38,9 @@ _GAP_TOLERANCE_S = 0.015
 VOICE_PEAK = 300
 
 
-# frames buffered between the loop and the recorder greenlet: a long hub stall must not push
-# back on the track (its frames would then be stamped late)
-_BUFFER_FRAMES = 3000
 # a frame is written this long after it arrived: the frames arriving meanwhile tell where a
 # burst (frames held up together, then delivered at once) really played
 _WINDOW_S = 0.2
-
-
-class _StampedStream:
-    """The frames of an audio track with ``time.monotonic()`` of their arrival, taken on the
-    bridge loop's thread: ``for at, frame in stream.frames``."""
-
-    def __init__(self, track: Any, rate: int) -> None:
-        self._track = unwrap(track)
-        self._rate = rate
-        self._lk: Any = None
-        self.frames: _bridge.BlockingIterator[tuple[float, Any]] = _bridge.BlockingIterator(
-            self._open, maxsize=_BUFFER_FRAMES, on_close=self._aclose
-        )
-
-    def _open(self) -> AsyncIterator[tuple[float, Any]]:  # loop thread
-        self._lk = lk.AudioStream(
-            self._track, loop=_bridge.loop(), sample_rate=self._rate, num_channels=1
-        )
-        return self._stamped(self._lk)
-
-    @staticmethod
-    async def _stamped(stream: Any) -> AsyncIterator[tuple[float, Any]]:
-        async for ev in stream:
-            yield time.monotonic(), ev.frame
-
-    async def _aclose(self) -> None:
-        stream, self._lk = self._lk, None
-        if stream is not None:
-            await stream.aclose()
-
-    def close(self) -> None:
-        """End the iteration (any greenlet)."""
-        self.frames.close()
 
 
 class AgentRecorder:
@@ -109,7 +74,7 @@ class AgentRecorder:
         self._arrived_s = 0.0  # seconds of audio that came out of the track
         # [began no later than - audio before it, arrived at, frame, audio before it]
         self._pending: collections.deque[list[Any]] = collections.deque()
-        self._streams: list[_StampedStream] = []
+        self._streams: list[StampedAudioStream] = []
         self._closed = False
 
     def attach(self, publication: Any) -> None:
@@ -119,11 +84,11 @@ class AgentRecorder:
         if int(publication.kind) != int(rtc.TrackKind.KIND_AUDIO):
             return
         self.rate = source_rate_of(publication.track) or 48000
-        stream = _StampedStream(publication.track, self.rate)
+        stream = StampedAudioStream(publication.track, self.rate)
         self._streams.append(stream)
         self._group.spawn(self._record, stream)
 
-    def _record(self, stream: _StampedStream) -> None:
+    def _record(self, stream: StampedAudioStream) -> None:
         frames = stream.frames
         try:
             while True:

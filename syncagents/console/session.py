@@ -32,8 +32,9 @@ import gevent
 import gevent.pool
 from loguru import logger
 
+from ..rtc.realtime import Clip, RealtimeFeed
 from ..testing.local_room import LocalRoom
-from .feeder import Clip, InputFeeder, UserAudio
+from .feeder import UserAudio
 from .recorder import AgentRecorder
 
 __all__ = ["REPLY_WAIT_S", "SETTLE_S", "ConsoleSession", "Stopped", "Turn"]
@@ -130,7 +131,7 @@ class ConsoleSession:
         self._seen_segments: set[str] = set()
         self._echoed: list[str] = []  # messages we sent and printed: the assistant echoes them
         self._group = gevent.pool.Group()
-        self._feeder: InputFeeder | None = None
+        self._feeder: RealtimeFeed | None = None
         self._busy_at = time.monotonic()
         self._ready = False
         self.heard_agent = False
@@ -169,7 +170,7 @@ class ConsoleSession:
         if self._feeder is None:
             # one timeline for both sides: the microphone's frame 0 is due when the agent
             # joined, the recorder's time 0 (the output WAV's first sample)
-            self._feeder = InputFeeder(self.room.user_source, origin=self.room.connected_at)
+            self._feeder = RealtimeFeed(self.room.user_source, origin=self.room.connected_at)
             self._group.spawn(self._feeder.run)
 
     @property
