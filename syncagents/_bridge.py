@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import logging
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -100,28 +101,36 @@ class _HubPoster:
 _poster = _HubPoster()
 
 
-def _hub_poster() -> _HubPoster:
-    return _poster
+def in_hub_thread() -> bool:
+    """Whether the caller runs in the hub's (main) thread, i.e. is a greenlet."""
+    return bool(_get_ident() == _poster.hub_thread)
 
 
 def post_to_hub(fn: Callable[..., Any], *args: Any) -> None:
     """Run ``fn(*args)`` in the hub (main) thread, callable from any thread."""
-    poster = _hub_poster()
-    if _get_ident() == poster.hub_thread:
-        poster.hub.loop.run_callback(fn, *args)
+    if _get_ident() == _poster.hub_thread:
+        _poster.hub.loop.run_callback(fn, *args)
     else:
-        poster.post(fn, *args)
+        _poster.post(fn, *args)
+
+
+@contextlib.contextmanager
+def awaiting_threads() -> Iterator[None]:
+    """Around a greenlet's wait for something a native thread delivers through
+    :func:`post_to_hub`: keeps the hub's wake-up watcher referenced meanwhile (unreferenced,
+    gevent would see nothing left to wait for and raise ``LoopExit``)."""
+    _poster.hold()
+    try:
+        yield
+    finally:
+        _poster.release()
 
 
 def wait_event(event: gevent.event.Event, timeout: float | None = None) -> bool:
     """``event.wait(timeout)`` for an event that a native thread sets through
-    :func:`post_to_hub`: keeps the hub's wake-up watcher referenced meanwhile."""
-    poster = _hub_poster()
-    poster.hold()
-    try:
+    :func:`post_to_hub`."""
+    with awaiting_threads():
         return bool(event.wait(timeout))
-    finally:
-        poster.release()
 
 
 # -- CPU work on native threads ----------------------------------------------------------------
@@ -581,8 +590,7 @@ def run(
         raise RuntimeError("bridge.run() called from the loop thread")
     call: _Call[T] = _Call(coro)
     lp.call_soon_threadsafe(call.start)
-    poster = _hub_poster()
-    poster.hold()
+    _poster.hold()
     try:
         call.result.wait(timeout)
     except BaseException:
@@ -592,7 +600,7 @@ def run(
                 () if cancel else (undo,)))
         raise
     finally:
-        poster.release()
+        _poster.release()
     if not call.result.ready():
         lp.call_soon_threadsafe(call.cancel if cancel else call.abandon, *(
             () if cancel else (undo,)))

@@ -23,17 +23,14 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.queue
-from gevent import monkey
 from loguru import logger
 
 from .. import rtc
-from .._bridge import _hub_poster, post_to_hub, real_lock
+from .._bridge import awaiting_threads, in_hub_thread, post_to_hub, real_lock
 from .wav import _to_int16
 
 __all__ = ["AudioStreamDecoder", "StreamBuffer"]
 
-_get_ident = monkey.get_original("_thread", "get_ident")
-_allocate_lock = monkey.get_original("_thread", "allocate_lock")
 
 # drop consumed bytes once this many have piled up at the front of the buffer
 _COMPACT_AT = 1 << 20
@@ -57,10 +54,6 @@ _MIME_FORMATS = {
     "audio/wav": "wav", "audio/wave": "wav", "audio/x-wav": "wav", "audio/vnd.wave": "wav",
     "audio/ogg": "ogg", "audio/opus": "ogg", "audio/webm": "webm", "audio/mp4": "mp4",
 }
-
-
-def _in_hub_thread() -> bool:
-    return bool(_get_ident() == _hub_poster().hub_thread)
 
 
 class StreamBuffer:
@@ -115,7 +108,7 @@ class StreamBuffer:
         for waiter in native:
             waiter.release()
         for event in green:
-            if _in_hub_thread():
+            if in_hub_thread():
                 event.set()
             else:
                 post_to_hub(event.set)
@@ -145,7 +138,7 @@ class StreamBuffer:
         """
         if size == 0:
             return b""
-        in_hub = _in_hub_thread()
+        in_hub = in_hub_thread()
         while True:
             waiter: Any = None
             with self._lock:
@@ -156,16 +149,12 @@ class StreamBuffer:
                     waiter = gevent.event.Event()
                     self._green_waiters.append(waiter)
                 else:
-                    waiter = _allocate_lock()
+                    waiter = real_lock()
                     waiter.acquire()
                     self._native_waiters.append(waiter)
             if in_hub:
-                poster = _hub_poster()
-                poster.hold()  # a native writer wakes us through the hub's watcher
-                try:
+                with awaiting_threads():  # a native writer wakes us through the hub
                     woke = waiter.wait(timeout)
-                finally:
-                    poster.release()
             else:
                 woke = waiter.acquire(True, -1 if timeout is None else timeout)
             if not woke:
@@ -305,14 +294,11 @@ class AudioStreamDecoder:
         """The next frame; StopIteration at the end; TimeoutError after ``timeout`` s."""
         if self._done or self._closed:
             raise StopIteration
-        poster = _hub_poster()
-        poster.hold()  # frames come from a native thread through the hub's watcher
         try:
-            item = self._queue.get(timeout=timeout)
+            with awaiting_threads():  # frames come from a native thread through the hub
+                item = self._queue.get(timeout=timeout)
         except gevent.queue.Empty:
             raise TimeoutError(f"AudioStreamDecoder: no frame within {timeout} s") from None
-        finally:
-            poster.release()
         if self._closed or isinstance(item, _End):
             self._done = True
             raise StopIteration
