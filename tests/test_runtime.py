@@ -94,13 +94,18 @@ def test_busy_greenlet_triggers_hub_block_warning_with_job_id() -> None:
     assert "_cpu_loop" in stack
     assert "sleep" not in stack  # only the blocking greenlet's stack, not the bystanders'
     lines = [json.loads(x) for x in stream.getvalue().splitlines() if x.strip()]
-    warnings = [x for x in lines if x["message"].startswith("hub blocked")]
+    # On a loaded machine the OS may also pause the process for 100 ms while some other
+    # greenlet runs: the monitor reports that too (it is wall time the hub was held). The
+    # busy loop's block must be reported once, as a WARNING, with its job.
+    warnings = [
+        x for x in lines if x["message"].startswith("hub blocked") and "_cpu_loop" in x["message"]
+    ]
     assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"
     assert warnings[0]["job_id"] == "AJ_busy123"
     assert "AJ_busy123" in warnings[0]["message"]
-    totals = [x for x in lines if "in total" in x["message"]]
-    assert totals and totals[0]["job_id"] == "AJ_busy123"
-    total_ms = float(totals[0]["message"].split("blocked ")[1].split(" ms")[0])
+    totals = [x for x in lines if "in total" in x["message"] and x["job_id"] == "AJ_busy123"]
+    assert totals
+    total_ms = max(float(x["message"].split("blocked ")[1].split(" ms")[0]) for x in totals)
     assert total_ms >= 300  # the whole busy loop, measured at the switch that ended it
 
 
