@@ -132,3 +132,26 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self._id!r})"
+
+
+# The session side of an agent: only ``AgentSession`` calls these (the agent's own methods are
+# the user's API; which session runs it is the session's business, kept here with the state).
+
+
+def running_session(agent: Agent) -> AgentSession | None:
+    """The session running ``agent``, if any."""
+    return agent._session
+
+
+def attach_session(agent: Agent, session: AgentSession) -> llm.ChatContext:
+    """Mark ``agent`` as run by ``session`` (``RuntimeError`` when another session runs it);
+    returns the agent's own conversation, which the session appends to from now on."""
+    if agent._session is not None and agent._session is not session:
+        raise RuntimeError(f"agent {agent.id} already runs in another AgentSession")
+    agent._session = session
+    return agent._chat_ctx
+
+
+def detach_session(agent: Agent) -> None:
+    """``agent`` is no longer run by a session."""
+    agent._session = None

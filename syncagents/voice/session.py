@@ -29,7 +29,7 @@ from .. import stt as stt_mod
 from .. import tts as tts_mod
 from .. import vad as vad_mod
 from ..voice_assistant import SpeechHandle, TurnMetrics
-from .agent import Agent
+from .agent import Agent, attach_session, detach_session, running_session
 from .events import (
     AgentState,
     AgentStateChangedEvent,
@@ -176,15 +176,14 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
             raise RuntimeError("AgentSession is closed")
         if self._started:
             raise RuntimeError("AgentSession already started")
-        if agent._session is not None:
+        if running_session(agent) is not None:
             raise RuntimeError(f"agent {agent.id} already runs in an AgentSession")
         assistant = SessionAssistant(
-            self,
+            _Host(self),
             vad=self._vad,
             stt=self._stt,
             llm=self._llm,
             tts=self._tts,
-            chat_ctx=agent._chat_ctx,
             fnc_ctx=agent.fnc_ctx,
             allow_interruptions=self._allow_interruptions,
             interrupt_speech_duration=self._min_interruption_duration,
@@ -203,7 +202,7 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
         assistant.start(room, participant)
         self._started = True
         self._set_agent_state("listening")
-        self._entering = assistant._spawn(self._run_hook, agent, "on_enter")
+        self._entering = assistant.spawn(self._run_hook, agent, "on_enter")
 
     def say(
         self,
@@ -253,14 +252,7 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
             and not force
         ):
             raise RuntimeError("the current speech does not allow interruptions")
-        interrupted = []
-        for handle in list(assistant._handles):
-            # a preemptive reply whose turn is not over yet is the assistant's business
-            if handle.done or not handle.validated:
-                continue
-            if handle.allow_interruptions or force:
-                assistant._interrupt_speech(handle)
-                interrupted.append(handle)
+        interrupted = assistant.interrupt_speeches(force)
         with gevent.Timeout(_INTERRUPT_SETTLE, False):
             for handle in interrupted:
                 handle.wait_for_playout()
@@ -302,26 +294,19 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
             if not exiting.dead:
                 logger.warning("{}.on_exit did not finish within {} s", agent.id, ON_EXIT_TIMEOUT)
                 exiting.kill(block=False)
-            agent._session = None
+            detach_session(agent)
         self._cancel_away_timer()
         if self._assistant is not None:
             self._assistant.close()
         self.emit("close", CloseEvent(reason=reason, error=error))
 
-    def _on_assistant_closed(self) -> None:
-        # the assistant closes itself when the room disconnects (the job is ending)
-        self._close(CloseReason.JOB_SHUTDOWN)
-
     def _activate(self, agent: Agent) -> None:
-        if agent._session is not None and agent._session is not self:
-            raise RuntimeError(f"agent {agent.id} already runs in another AgentSession")
-        agent._session = self
+        chat_ctx = attach_session(agent, self)
         self._agent = agent
         assistant = self._assistant
         if assistant is not None:
             # the assistant appends to the agent's own conversation from now on
-            assistant._chat_ctx = agent._chat_ctx
-            assistant._fnc_ctx = agent.fnc_ctx
+            assistant.use_agent_context(chat_ctx, agent.fnc_ctx)
 
     def _switch_agent(self, agent: Agent) -> None:
         old = self._agent
@@ -333,10 +318,10 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
             entering.join(timeout=ENTER_GRACE)  # an agent exits after it entered
         if old is not None:
             self._run_hook(old, "on_exit")
-            old._session = None
+            detach_session(old)
         self._activate(agent)
         if self._assistant is not None and not self._closed:
-            self._entering = self._assistant._spawn(self._run_hook, agent, "on_enter")
+            self._entering = self._assistant.spawn(self._run_hook, agent, "on_enter")
 
     @staticmethod
     def _run_hook(agent: Agent, name: str) -> None:
@@ -392,8 +377,8 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
         idle = self._user_state == "listening" and self._agent_state == "listening"
         if idle and self._user_away_timeout is not None and not self._closed:
             if self._away_timer is None and self._assistant is not None:
-                self._away_timer = self._assistant._spawn(self._away_after,
-                                                          self._user_away_timeout)
+                self._away_timer = self._assistant.spawn(self._away_after,
+                                                         self._user_away_timeout)
         else:
             self._cancel_away_timer()
 
@@ -410,3 +395,30 @@ class AgentSession(SessionEventEmitter, Generic[Userdata_T]):
     def __repr__(self) -> str:
         agent = self._agent.id if self._agent is not None else None
         return f"AgentSession(agent={agent!r}, state={self._agent_state!r})"
+
+
+class _Host:
+    """The session as its ``SessionAssistant`` sees it (``session_assistant.SessionHost``)."""
+
+    def __init__(self, session: AgentSession[Any]) -> None:
+        self.session = session
+
+    @property
+    def agent(self) -> Agent | None:
+        return self.session._agent
+
+    def item_added(self, msg: llm_mod.ChatMessage) -> None:
+        self.session._item_added(msg)
+
+    def refresh_agent_state(self) -> None:
+        self.session._refresh_agent_state()
+
+    def emit(self, event: str, payload: Any) -> None:
+        self.session.emit(event, payload)
+
+    def assistant_closed(self) -> None:
+        # the assistant closes itself when the room disconnects (the job is ending)
+        self.session._close(CloseReason.JOB_SHUTDOWN)
+
+    def switch_agent(self, agent: Agent) -> None:
+        self.session._switch_agent(agent)

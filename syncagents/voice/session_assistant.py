@@ -23,7 +23,7 @@ its events.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 from loguru import logger
@@ -52,6 +52,35 @@ def overrides_turn_hook(agent: Agent) -> bool:
     return type(agent).on_user_turn_completed is not Agent.on_user_turn_completed
 
 
+class SessionHost(Protocol):
+    """What a ``SessionAssistant`` tells the ``AgentSession`` running it, and asks it."""
+
+    @property
+    def session(self) -> AgentSession:
+        """The session (what tools get in their ``RunContext``)."""
+        ...
+
+    @property
+    def agent(self) -> Agent | None:
+        """The agent in charge now."""
+        ...
+
+    def item_added(self, msg: llm.ChatMessage) -> None:
+        """``msg`` joined the conversation: into the history, and announced."""
+
+    def refresh_agent_state(self) -> None:
+        """Something the agent state depends on changed."""
+
+    def emit(self, event: str, payload: Any) -> None:
+        """Emit a session event."""
+
+    def assistant_closed(self) -> None:
+        """The assistant closed (e.g. the room went away): the session ends with it."""
+
+    def switch_agent(self, agent: Agent) -> None:
+        """Hand the conversation over to ``agent``."""
+
+
 @dataclass(frozen=True)
 class _ToolOutcome:
     call: llm.FunctionCallInfo
@@ -68,9 +97,9 @@ class _ToolOutcome:
 class SessionAssistant(VoiceAssistant):
     """A ``VoiceAssistant`` driven by an ``AgentSession`` (see the module doc)."""
 
-    def __init__(self, session: AgentSession, **options: Any) -> None:
+    def __init__(self, host: SessionHost, **options: Any) -> None:
         super().__init__(**options)
-        self._session = session
+        self._host = host
         # reply id -> the agent whose on_user_turn_completed runs for that turn (None: none);
         # decided once per reply, by whichever of the LLM request and the commit comes first
         self._turn_hooks: dict[str, Agent | None] = {}
@@ -105,6 +134,31 @@ class SessionAssistant(VoiceAssistant):
             for h in list(self._handles)
         )
 
+    # -- what the session does ----------------------------------------------------------
+
+    def spawn(self, fn: Any, *args: Any) -> gevent.Greenlet:
+        """Run ``fn(*args)`` in a greenlet of the assistant (killed when it closes)."""
+        return self._spawn(fn, *args)
+
+    def use_agent_context(self, chat_ctx: llm.ChatContext, fnc_ctx: Any) -> None:
+        """From now on the conversation is ``chat_ctx`` (the agent's own, appended to in
+        place) and the tools ``fnc_ctx``: a handoff."""
+        self._chat_ctx = chat_ctx
+        self._fnc_ctx = fnc_ctx
+
+    def interrupt_speeches(self, force: bool) -> list[SpeechHandle]:
+        """Interrupt every speech queued or playing that allows it (all of them with
+        ``force``); returns those interrupted. A preemptive reply whose turn is not over yet
+        is left alone: it is the turn-taking's business."""
+        interrupted = []
+        for handle in list(self._handles):
+            if handle.done or not handle.validated:
+                continue
+            if handle.allow_interruptions or force:
+                self._interrupt_speech(handle)
+                interrupted.append(handle)
+        return interrupted
+
     # -- speeches ------------------------------------------------------------------------
 
     def generate(self, instructions: str | None, allow_interruptions: bool) -> SpeechHandle:
@@ -137,7 +191,7 @@ class SessionAssistant(VoiceAssistant):
             and isinstance(msg, llm.ChatMessage)
             and any(m is msg for m in self._chat_ctx.messages)
         ):
-            self._session._item_added(msg)
+            self._host.item_added(msg)
 
     def _finish(self, handle: SpeechHandle) -> None:
         if handle.done:
@@ -147,21 +201,21 @@ class SessionAssistant(VoiceAssistant):
         super()._finish(handle)
         self._forget(handle)
         if error is not None:
-            self._session.emit("error", ErrorEvent(error=error, source=self._llm))
-        self._session._refresh_agent_state()
+            self._host.emit("error", ErrorEvent(error=error, source=self._llm))
+        self._host.refresh_agent_state()
 
     def _drop(self, handle: SpeechHandle) -> None:
         super()._drop(handle)
         if handle.done:
             self._forget(handle)
-        self._session._refresh_agent_state()
+        self._host.refresh_agent_state()
 
     def close(self) -> None:
         """Close the pipeline; the session closes with it (e.g. when the room goes away)."""
         was_closed = self._closed
         super().close()
         if not was_closed:
-            self._session._on_assistant_closed()
+            self._host.assistant_closed()
 
     # -- the user's side -----------------------------------------------------------------
 
@@ -172,7 +226,7 @@ class SessionAssistant(VoiceAssistant):
             if text:
                 alt = ev.alternatives[0] if ev.alternatives else None
                 # before the assistant acts on it: the transcript precedes the turn it makes
-                self._session.emit(
+                self._host.emit(
                     "user_input_transcribed",
                     UserInputTranscribedEvent(
                         transcript=text,
@@ -184,7 +238,7 @@ class SessionAssistant(VoiceAssistant):
 
     def _turn_hook_agent(self, handle: SpeechHandle) -> Agent | None:
         if handle.id not in self._turn_hooks:
-            agent = self._session._agent
+            agent = self._host.agent
             hooked = agent is not None and overrides_turn_hook(agent)
             self._turn_hooks[handle.id] = agent if hooked else None
         return self._turn_hooks[handle.id]
@@ -194,9 +248,9 @@ class SessionAssistant(VoiceAssistant):
         super()._commit_user_turn(text, handle)
         msg = handle.user_message
         if hook_agent is None and isinstance(msg, llm.ChatMessage):
-            self._session._item_added(msg)
+            self._host.item_added(msg)
         # else the hook decides, in the reply's greenlet, whether the turn is kept
-        self._session._refresh_agent_state()
+        self._host.refresh_agent_state()
 
     def _run_turn_hook(self, agent: Agent, handle: SpeechHandle) -> llm.ChatContext | None:
         """``on_user_turn_completed``: the context of the reply, or None to stay silent."""
@@ -217,7 +271,7 @@ class SessionAssistant(VoiceAssistant):
             )
             self._remove_message(msg)
             return None
-        self._session._item_added(msg)
+        self._host.item_added(msg)
         turn_ctx.messages.append(msg.copy())
         return turn_ctx
 
@@ -257,7 +311,7 @@ class SessionAssistant(VoiceAssistant):
                 if turn_ctx is None:
                     return None
                 chat_ctx = turn_ctx
-        agent = self._session._agent
+        agent = self._host.agent
         if agent is None:  # not started yet: nothing to answer with
             return None
         request = self._request_ctx(agent, chat_ctx, extra)
@@ -273,7 +327,7 @@ class SessionAssistant(VoiceAssistant):
         text: str,
     ) -> llm.LLMStream | None:
         self._tools_running += 1
-        self._session._refresh_agent_state()
+        self._host.refresh_agent_state()
         # spawned by the assistant, not as children of this reply greenlet: see the module doc
         runs = [self._spawn(self._call_tool, handle, call) for call in calls]
         try:
@@ -289,7 +343,7 @@ class SessionAssistant(VoiceAssistant):
             return self._after_tools(handle, calls, outcomes, text)
         finally:
             self._tools_running -= 1
-            self._session._refresh_agent_state()
+            self._host.refresh_agent_state()
 
     def _call_tool(self, handle: SpeechHandle, call: llm.FunctionCallInfo) -> _ToolOutcome:
         if call.error is not None or call.function_info is None:
@@ -302,7 +356,7 @@ class SessionAssistant(VoiceAssistant):
                 result = call.function_info.callable(**call.arguments)
             else:
                 context: RunContext[Any] = RunContext(
-                    session=self._session, speech_handle=handle, function_call=call
+                    session=self._host.session, speech_handle=handle, function_call=call
                 )
                 result = binding.invoke(context, call.arguments)
         except StopResponse:
@@ -336,7 +390,7 @@ class SessionAssistant(VoiceAssistant):
         self._chat_ctx.messages.append(call_msg)
         self._chat_ctx.messages.extend(outputs)
         for msg in (call_msg, *outputs):
-            self._session._item_added(msg)
+            self._host.item_added(msg)
 
     def _after_tools(
         self,
@@ -361,12 +415,12 @@ class SessionAssistant(VoiceAssistant):
             _reply_required=any(o.reply for o in outcomes),
             _handoff_required=bool(handoffs),
         )
-        self._session.emit("function_tools_executed", ev)
+        self._host.emit("function_tools_executed", ev)
 
         new_agent = handoffs[0] if handoffs and ev.has_agent_handoff else None
         if new_agent is not None:
             self._spawn(self._handoff_after, handle, new_agent)
-        agent = self._session._agent
+        agent = self._host.agent
         if not ev.has_tool_reply or agent is None or self._closed:
             return None
         request = self._request_ctx(agent, self._chat_ctx, self._generated.get(handle.id))
@@ -392,17 +446,17 @@ class SessionAssistant(VoiceAssistant):
             # speech committed it as its own message
             self._record_tool_round(calls, outputs, "")
             self._emit("function_calls_finished", called)
-            self._session.emit(
+            self._host.emit(
                 "function_tools_executed",
                 FunctionToolsExecutedEvent(function_calls=list(calls),
                                            function_call_outputs=outputs),
             )
         finally:
             self._tools_running -= 1
-            self._session._refresh_agent_state()
+            self._host.refresh_agent_state()
 
     def _handoff_after(self, handle: SpeechHandle, agent: Agent) -> None:
         # the agent handing over finishes its speech (its answer to the tool result) first
         handle.wait_for_playout()
         if not self._closed:
-            self._session._switch_agent(agent)
+            self._host.switch_agent(agent)
