@@ -167,17 +167,11 @@ def test_user_turn_follows_an_utterance_and_its_interruption() -> None:
     assert not turn.interrupts(speech, user_speaking=False, min_duration=0.5)
 
 
-class _Controller:
-    def __init__(self) -> None:
-        self.interrupted: list[SpeechHandle] = []
-
-    def _interrupt_speech(self, handle: SpeechHandle) -> None:
-        self.interrupted.append(handle)
-
-
 def test_speech_handle_transitions() -> None:
-    controller = _Controller()
-    handle = SpeechHandle(controller, allow_interruptions=True, add_to_chat_ctx=True, is_reply=True)
+    interrupted: list[SpeechHandle] = []
+    handle = SpeechHandle(
+        interrupted.append, allow_interruptions=True, add_to_chat_ctx=True, is_reply=True
+    )
     assert not handle.validated and not handle.started and handle.timings is not None
     handle.mark_validated()
     handle.wait_validated()  # returns at once
@@ -188,14 +182,14 @@ def test_speech_handle_transitions() -> None:
     handle.mark_played(1.5, stopped_at=100.05)
     assert handle.interrupted
     assert handle.interruption_delay == pytest.approx(0.05)
-    handle.interrupt()  # asks the controller
-    assert controller.interrupted == [handle]
+    handle.interrupt()  # asks its owner
+    assert interrupted == [handle]
     handle.commit("what played")
     handle.mark_done()
     assert handle.done and handle.committed_text == "what played"
     handle.wait_for_playout(timeout=1)
     dropped = SpeechHandle(
-        controller, allow_interruptions=True, add_to_chat_ctx=True, is_reply=False
+        interrupted.append, allow_interruptions=True, add_to_chat_ctx=True, is_reply=False
     )
     dropped.mark_cancelled()
     assert dropped.cancelled and dropped.interruption_delay == -1.0 and dropped.timings is None

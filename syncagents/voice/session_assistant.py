@@ -167,7 +167,10 @@ class SessionAssistant(VoiceAssistant):
         if self._closed:
             raise RuntimeError("AgentSession is closed")
         handle = SpeechHandle(
-            self, allow_interruptions=allow_interruptions, add_to_chat_ctx=True, is_reply=False
+            self._interrupt_speech,
+            allow_interruptions=allow_interruptions,
+            add_to_chat_ctx=True,
+            is_reply=False,
         )
         handle.mark_validated()
         self._generated[handle.id] = instructions

@@ -305,7 +305,7 @@ class VoiceAssistant(EventEmitter):
         if self._closed:
             raise RuntimeError("VoiceAssistant is closed")
         handle = SpeechHandle(
-            self,
+            self._interrupt_speech,
             allow_interruptions=allow_interruptions,
             add_to_chat_ctx=add_to_chat_ctx,
             is_reply=False,
@@ -565,7 +565,7 @@ class VoiceAssistant(EventEmitter):
 
     def _new_reply(self, user_text: str) -> SpeechHandle:
         handle = SpeechHandle(
-            self,
+            self._interrupt_speech,
             allow_interruptions=self._allow_interruptions,
             add_to_chat_ctx=True,
             is_reply=True,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent.event
 
@@ -16,10 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["SpeechHandle"]
 
 
-class _Controller(Protocol):
-    def _interrupt_speech(self, handle: SpeechHandle) -> None: ...
-
-
 class SpeechHandle:
     """Returned by ``VoiceAssistant.say()`` and created for every reply.
 
@@ -29,7 +26,7 @@ class SpeechHandle:
 
     def __init__(
         self,
-        controller: _Controller,
+        interrupter: Callable[[SpeechHandle], None],
         *,
         allow_interruptions: bool,
         add_to_chat_ctx: bool,
@@ -42,7 +39,7 @@ class SpeechHandle:
         self.is_reply = is_reply
         self.user_question = user_question
         """The user's text this speech answers ("" for ``say()``)."""
-        self._controller = controller
+        self._interrupter = interrupter  # the owner's way to stop this speech
         self._done = gevent.event.Event()
         self._interrupted = False
         self._cancelled = False
@@ -217,7 +214,7 @@ class SpeechHandle:
         if not self.allow_interruptions:
             raise RuntimeError("this speech does not allow interruptions")
         if not self.done:
-            self._controller._interrupt_speech(self)
+            self._interrupter(self)
 
     def wait_for_playout(self, timeout: float | None = None) -> None:
         """Block until done; ``TimeoutError`` after ``timeout`` seconds."""
