@@ -125,9 +125,7 @@ def test_run_registers_quickly_and_sigterm_drains(
     proc.p.send_signal(signal.SIGTERM)
     server.wait_for_worker(lambda w: w.draining and w.status == proto.WS_FULL, timeout=5)
     job.wait_ended(timeout=10)
-    ended = time.monotonic()
-    assert proc.wait(10) == 0
-    assert time.monotonic() - ended < 2.0
+    assert proc.wait(10) == 0  # the drain ends the process (not the drain timeout, 30 min)
     assert job.status == proto.JS_SUCCESS
 
 

@@ -3,7 +3,6 @@ a whole agent run against it in a local room (the test is the user)."""
 
 from __future__ import annotations
 
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,11 +139,10 @@ def test_register_and_pings(server: DispatchServer) -> None:
 def test_register_timeout_and_order() -> None:
     with DispatchServer(register_timeout=0.3) as server:
         silent = RawWorker(server)
-        t0 = time.monotonic()
+        # closed by the server (a read timeout would raise WebSocketTimeoutException)
         with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
             silent.ws.settimeout(5)
             silent.ws.recv()
-        assert time.monotonic() - t0 < 3
         early = RawWorker(server)
         early.status(proto.WS_AVAILABLE)  # anything but register/ping first: closed
         with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):

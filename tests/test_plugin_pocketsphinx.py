@@ -540,41 +540,57 @@ def test_decodes_stay_within_max_concurrency(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_capacity_limiter_order_and_slots() -> None:
-    real_sleep = gevent.monkey.get_original("time", "sleep")
+    # The native calls wait on gates the test opens (OS locks: the calls run on real threads),
+    # so what the limiter holds is looked at while they certainly still run.
+    allocate_lock = gevent.monkey.get_original("_thread", "allocate_lock")
+
+    def closed_gate() -> Any:
+        gate = allocate_lock()
+        gate.acquire()
+        return gate
+
+    def through(gate: Any, value: Any = None) -> Any:
+        gate.acquire()
+        gate.release()
+        return value
+
     limiter = CapacityLimiter(2, name="test")
-    started: list[int] = []
-
-    def work(n: int) -> int:
-        started.append(n)
-        real_sleep(0.05)
-        return n
-
+    gates = [closed_gate() for _ in range(5)]
     group = Group()
-    jobs = [group.spawn(limiter.run, work, n) for n in range(5)]
-    gevent.sleep(0.01)
+    jobs = [group.spawn(limiter.run, through, gates[n], n) for n in range(5)]
+    gevent.idle()  # every caller has asked for a slot
     assert limiter.borrowed == 2 and limiter.waiting == 3
-    group.join(timeout=10, raise_error=True)
-    assert [j.value for j in jobs] == list(range(5))
-    assert started == list(range(5))  # first come, first served
-    assert limiter.borrowed == 0
+    # first come, first served: were a freed slot given to another caller than the one that
+    # waited longest, opening that caller's gate would not let it finish
+    for n in range(5):
+        gates[n].release()
+        assert jobs[n].get(timeout=10) == n
+    assert limiter.borrowed == 0 and limiter.waiting == 0
 
     # a caller that stops waiting (timeout) keeps its slot until its thread has finished
+    gate = closed_gate()
     with pytest.raises(gevent.Timeout), gevent.Timeout(0.01):
-        limiter.run(real_sleep, 0.2)
+        limiter.run(through, gate)
     assert limiter.borrowed == 1
-    gevent.sleep(0.3)
+    limiter.total = 1
+    later = group.spawn(limiter.run, lambda: "after")
+    gevent.idle()
+    assert limiter.waiting == 1  # the abandoned call still holds the only slot
+    gate.release()
+    assert later.get(timeout=10) == "after"
     assert limiter.borrowed == 0
 
     # errors reach the caller; raising the total lets waiters in at once
     with pytest.raises(ZeroDivisionError):
         limiter.run(lambda: 1 / 0)
-    limiter.total = 1
-    first = gevent.spawn(limiter.run, real_sleep, 0.2)
-    second = gevent.spawn(limiter.run, real_sleep, 0.2)
-    gevent.sleep(0.02)
+    gate = closed_gate()
+    first = gevent.spawn(limiter.run, through, gate)
+    second = gevent.spawn(limiter.run, through, gate)
+    gevent.idle()
     assert limiter.waiting == 1
     limiter.total = 2
     assert limiter.waiting == 0 and limiter.borrowed == 2
+    gate.release()
     gevent.joinall([first, second], timeout=5, raise_error=True)
     with pytest.raises(ValueError):
         CapacityLimiter(0)

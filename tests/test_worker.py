@@ -253,11 +253,9 @@ def test_termination_ends_job_fast_and_runs_callbacks(
 
     start(entrypoint_fnc=entry)
     h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
-    t0 = time.time()
     server.terminate(h.id)
-    h.wait_ended(timeout=5)
+    h.wait_ended(timeout=5)  # not the 60 s the job sleeps (how fast: bench/runtime.py)
     assert h.status == proto.JS_SUCCESS
-    assert h.ended_at - t0 < 1.0
     assert reasons == ["terminated by the server"] and plain == [True]
     assert helpers[0].dead
 
@@ -351,6 +349,14 @@ def _long_job(release: gevent.event.Event) -> Callable[[JobContext], None]:
     return entry
 
 
+def _wait_unregistered(worker: Worker, timeout: float = 10) -> None:
+    """Until ``worker`` noticed it lost its connection (it tells its status listeners)."""
+    lost = gevent.event.Event()
+    worker.add_status_listener(lambda info: None if worker.registered else lost.set())
+    if worker.registered:
+        assert lost.wait(timeout), "the worker did not notice the server went away"
+
+
 def test_restart_reregisters_and_keeps_jobs(
     server: DispatchServer, start: Callable[..., Running]
 ) -> None:
@@ -359,12 +365,9 @@ def test_restart_reregisters_and_keeps_jobs(
     first = r.worker.id
     h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
     server.stop()
-    gevent.sleep(0.5)  # let the worker notice and fail at least one reconnect attempt
-    assert not r.worker.registered
+    _wait_unregistered(r.worker)
     server.start()  # same port
-    t0 = time.monotonic()
     w = server.wait_for_worker(lambda w: w.id != first, timeout=15)
-    assert time.monotonic() - t0 < 15
     assert [c.job_id for c in r.worker.active_jobs] == [h.id]
     gevent.sleep(0)  # the re-sent JS_RUNNING follows the registration on the same socket
     server.wait_until(lambda: h.worker_id == w.id or None, 5, "job re-attached")
@@ -381,7 +384,7 @@ def test_final_update_sent_after_reconnect(
     first = r.worker.id
     h = server.dispatch(room="r").wait_for_status(proto.JS_RUNNING, timeout=5)
     server.stop()
-    gevent.sleep(0.2)
+    _wait_unregistered(r.worker)
     release.set()  # the job ends while the worker is disconnected
     server.wait_until(lambda: not r.worker.active_jobs or None, 5, "job end")
     server.start()

@@ -158,17 +158,19 @@ def test_wait_for_participant() -> None:
     room = FakeRoom([SimpleNamespace(identity="bot", kind=4, track_publications={})])
     ctx = JobContext(make_job("r"), room=room)
     got: list[Any] = []
+    waiting = gevent.event.Event()
 
     def entry(c: JobContext) -> None:
         c.connect(auto_disconnect=AutoDisconnect.NONE)
         with pytest.raises(TimeoutError):
             c.wait_for_participant(timeout=0.05)  # the agent kind does not count
         assert c.wait_for_participant(identity="bot", timeout=1).identity == "bot"
+        waiting.set()  # no switch before the wait below starts
         got.append(c.wait_for_participant(timeout=5))
         c.shutdown("seen")
 
     g = run_in_greenlet(ctx, entry)
-    gevent.sleep(0.2)
+    assert waiting.wait(5)
     room.join("human")
     result = g.get(timeout=5)
     assert [p.identity for p in got] == ["human"] and result.reason == "seen"
