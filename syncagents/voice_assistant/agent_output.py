@@ -10,7 +10,6 @@ audio that actually played (captured minus still queued) is recorded for the cha
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from loguru import logger
 
 from .. import rtc
 from ..channel import ChanClosed
+from .clock import MONOTONIC, Clock
 from .speech_handle import SpeechHandle
 
 __all__ = ["QUEUE_SIZE_MS", "TRACK_NAME", "AgentOutput"]
@@ -42,7 +42,8 @@ class AgentOutput:
     ``play(...)`` plays one speech.
     """
 
-    def __init__(self, sample_rate: int, num_channels: int) -> None:
+    def __init__(self, sample_rate: int, num_channels: int, clock: Clock = MONOTONIC) -> None:
+        self._clock = clock  # the assistant's: when a speech stopped, on its timeline
         self.source = rtc.AudioSource(sample_rate, num_channels, queue_size_ms=QUEUE_SIZE_MS)
         self.track = rtc.LocalAudioTrack.create_audio_track(TRACK_NAME, self.source)
         self.track_sid = ""
@@ -90,7 +91,7 @@ class AgentOutput:
             # interrupted: what is still queued will never be heard
             heard = max(0.0, tracker.captured - source.queued_duration)
             source.clear_queue()
-            handle.mark_played(heard, stopped_at=time.monotonic())
+            handle.mark_played(heard, stopped_at=self._clock.now())
             raise
 
     def close(self) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -233,7 +232,7 @@ class VoiceAssistant(EventEmitter):
         ended (a batch STT recognizes it only then), bounded by ``TRANSCRIPT_WAIT`` seconds."""
         if self._endpointer.pending:
             return True
-        if self._turn.transcript_due(time.monotonic()):
+        if self._turn.transcript_due(self._clock.now()):
             return True
         return any(not (h.started or h.cancelled or h.done) for h in self._replies)
 
@@ -259,7 +258,7 @@ class VoiceAssistant(EventEmitter):
         if self._closed:
             raise RuntimeError("VoiceAssistant is closed")
         self._job_id = current_job_id() or self._job_id
-        output = AgentOutput(self._tts.sample_rate, self._tts.num_channels)
+        output = AgentOutput(self._tts.sample_rate, self._tts.num_channels, self._clock)
         # before publishing: it watches for the first subscriber, which may come at once
         transcriptions = TranscriptionPublisher(room, self._spawn) if self._transcription else None
         try:
@@ -507,7 +506,7 @@ class VoiceAssistant(EventEmitter):
             # comes the VAD's min_silence_duration later)
             ended_at = self._input.speech_ended_at(ev) if self._input is not None else None
             self._endpointer.on_end_of_speech(ended_at)
-            self._turn.on_end(self._endpointer.end_of_speech_at, time.monotonic(), TRANSCRIPT_WAIT)
+            self._turn.on_end(self._endpointer.end_of_speech_at, self._clock.now(), TRANSCRIPT_WAIT)
             self._emit("user_stopped_speaking")
             if self._turn.finals:  # a streaming STT already transcribed this utterance
                 self._start_preemptive_reply()
@@ -744,7 +743,7 @@ class VoiceAssistant(EventEmitter):
             return
         if playout.dead:
             return  # it already played out: too late to interrupt
-        handle.mark_interrupted(decided_at=time.monotonic())
+        handle.mark_interrupted(decided_at=self._clock.now())
         # the playout clears the source's queue as it dies: silence within a frame
         playout.kill(block=True, timeout=5)
 

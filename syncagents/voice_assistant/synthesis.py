@@ -9,7 +9,6 @@ hand the TTS a different wording.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Union
 
@@ -61,8 +60,6 @@ class SpeechSynthesis:
         self._parts: list[str] = []
         self.text_done = gevent.event.Event()
         """Set once the source is exhausted (or failed): ``text`` is then complete."""
-        self.first_text_at = -1.0
-        """Monotonic time the first text went to the TTS."""
         self.tts_words = 0
         """Words handed to the TTS (after ``before_tts``)."""
         self.error: BaseException | None = None
@@ -102,8 +99,6 @@ class SpeechSynthesis:
     def _push(self, text: str) -> None:
         if not text:
             return
-        if self.first_text_at < 0:
-            self.first_text_at = time.monotonic()
         self.tts_words += count_words(text)
         self.stream.push_text(text)
 
