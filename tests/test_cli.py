@@ -357,11 +357,7 @@ def _get_json(url: str) -> dict[str, Any]:
 def test_processes_register_separately_and_restart(
     server: DispatchServer, app: Path, cli: Any
 ) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc = cli("run", str(app), "--processes", "2", "--health-port", str(port), env=creds(server))
     server.wait_until(
         lambda: True if len(server.connected_workers) == 2 else None, 20, "two workers"
@@ -394,13 +390,22 @@ def entrypoint(ctx):
 """
 
 
-def test_the_supervisor_kills_a_worker_that_outlives_its_drain(
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_stalled_worker_is_reported_and_killed_when_it_outlives_its_drain(
     server: DispatchServer, tmp_path: Path, cli: Any
 ) -> None:
     app = tmp_path / "hanging_app.py"
     app.write_text(HANGING_APP)
+    port = _free_port()
     proc = cli(
-        "run", str(app), "--processes", "2", "--drain-timeout", "1", "--health-port", "0",
+        "run", str(app), "--processes", "2", "--drain-timeout", "1", "--health-port", str(port),
         env=creds(server),
     )  # fmt: skip
     server.wait_until(
@@ -408,6 +413,20 @@ def test_the_supervisor_kills_a_worker_that_outlives_its_drain(
     )
     job = server.dispatch(room="stuck", metadata="hang")
     job.wait_for_status(proto.JS_RUNNING, timeout=10)
+    stuck = job.worker_id
+    # its hub is blocked: no heartbeat; the supervisor's health stops counting it
+    deadline = time.monotonic() + 40
+    while True:
+        doc = _get_json(f"http://127.0.0.1:{port}/worker")
+        stalled = [p for p in doc["processes"] if p["stalled"]]
+        logged = "sent no status for" in proc.stderr  # the supervisor checks every 2 s
+        if (stalled and logged) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling another process's endpoint and log
+    assert [p["id"] for p in stalled] == [stuck], doc
+    assert doc["id"].split(",") == [w.id for w in server.connected_workers if w.id != stuck]
+    assert doc["registered"]  # the other worker serves on
+    assert logged, proc.stderr
     proc.p.send_signal(signal.SIGTERM)
     # the stuck worker can't drain; the supervisor kills it drain timeout + 10 s after the stop
     assert proc.wait(60) == 0, proc.stderr

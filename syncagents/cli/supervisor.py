@@ -5,6 +5,10 @@ It reports its state to the supervisor as JSON lines on a pipe (fd in
 ``$SYNCAGENTS_STATUS_FD``); the supervisor serves the health endpoint for all of them,
 restarts a child that exited, and forwards SIGTERM/SIGINT/SIGHUP so every child drains.
 
+A child re-sends its state every ``HEARTBEAT`` seconds, changed or not, from its hub: one
+silent for ``STALLED_AFTER`` seconds has its hub blocked (a job stuck in a C call, or hogging
+the hub), and the health endpoint stops counting it as registered (logged once per stall).
+
 Only a child exiting with ``EX_CONFIG`` (78: rejected credentials, invalid options) stops the
 fleet: restarting cannot help, so the supervisor logs the child's reason, drains the others
 and exits 78. Any other exit (a crash, ``os._exit`` in a job, an unreachable server) restarts
@@ -31,13 +35,17 @@ from loguru import logger
 
 from .exit_signals import STOP_SIGNALS, ignore_stop_signals
 
-__all__ = ["EX_CONFIG", "STATUS_FD_ENV", "Supervisor", "status_reporter"]
+__all__ = ["EX_CONFIG", "STATUS_FD_ENV", "Supervisor", "heartbeat", "status_reporter"]
 
 STATUS_FD_ENV = "SYNCAGENTS_STATUS_FD"
 EX_CONFIG = 78  # sysexits.h: configuration error — the only exit that stops the fleet
 HEALTHY_RUN = 60.0  # a child that ran this long restarts after the shortest backoff
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 10.0
+HEARTBEAT = 2.0  # a child re-sends its state this often, changed or not
+# a child silent this long has its hub blocked: five heartbeats missed (a busy but working hub
+# is late by a fraction of a second, not by seconds)
+STALLED_AFTER = 10.0
 
 
 def status_reporter(on_orphaned: Callable[[], None]) -> Any:
@@ -63,6 +71,15 @@ def status_reporter(on_orphaned: Callable[[], None]) -> Any:
             on_orphaned()
 
     return report
+
+
+def heartbeat(report: Callable[[dict[str, Any]], None], info: Callable[[], dict[str, Any]]) -> None:
+    """In a child: ``report(info())`` every ``HEARTBEAT`` seconds until killed, so that the
+    supervisor can tell a blocked process from a quiet one (status changes are reported as
+    they happen, besides)."""
+    while True:
+        gevent.sleep(HEARTBEAT)
+        report(info())
 
 
 class RestartBackoff:
@@ -95,6 +112,26 @@ class _Child:
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
+    reported_at: float | None = None  # time.monotonic() of its last report (None: none yet)
+    stall_logged: bool = False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def reported(self, info: dict[str, Any], now: float) -> None:
+        self.info = info
+        self.reported_at = now
+        if self.stall_logged:
+            self.stall_logged = False
+            logger.info("worker process {} reports again", self.index)
+
+    def stalled(self, now: float) -> bool:
+        """Running, reported before, and silent for ``STALLED_AFTER`` seconds since."""
+        return (
+            self.running()
+            and self.reported_at is not None
+            and now - self.reported_at >= STALLED_AFTER
+        )
 
 
 class Supervisor:
@@ -135,12 +172,15 @@ class Supervisor:
     def health_info(self) -> dict[str, Any]:
         """The health endpoint's JSON: the running children's state, merged.
 
-        ``registered`` when at least one child is, their ids joined with commas, the sum of their
-        ``active_jobs``, the mean ``load`` of the registered ones, and a ``processes`` list with
-        each child's pid, restart count and last reported state.
+        ``registered`` when at least one child is (a stalled one does not count), their ids
+        joined with commas, the sum of their ``active_jobs``, the mean ``load`` of the
+        registered ones, and a ``processes`` list with each child's pid, restart count, whether
+        it is ``stalled`` (silent for ``STALLED_AFTER`` s) and last reported state.
         """
-        infos = [c.info for c in self.children if c.proc is not None and c.proc.poll() is None]
-        registered = [i for i in infos if i.get("registered")]
+        now = time.monotonic()
+        running = [c for c in self.children if c.running()]
+        infos = [c.info for c in running]
+        registered = [c.info for c in running if c.info.get("registered") and not c.stalled(now)]
         loads = [float(i.get("load", 0.0)) for i in registered]
         return {
             "registered": bool(registered),
@@ -149,7 +189,12 @@ class Supervisor:
             "active_jobs": sum(int(i.get("active_jobs", 0)) for i in infos),
             "load": sum(loads) / len(loads) if loads else 0.0,
             "processes": [
-                {"pid": c.proc.pid if c.proc else None, "restarts": c.restarts, **c.info}
+                {
+                    "pid": c.proc.pid if c.proc else None,
+                    "restarts": c.restarts,
+                    "stalled": c.stalled(now),
+                    **c.info,
+                }
                 for c in self.children
             ],
         }
@@ -172,12 +217,14 @@ class Supervisor:
             gevent.signal_handler(sig, self._on_signal, sig)
             for sig in STOP_SIGNALS
         ]
+        watcher = gevent.spawn(self._watch_stalls)
         try:
             logger.info("starting {} worker processes", self.count)
             for child in self.children:
                 self._group.spawn(self._keep_running, child)
             self._group.join()
         finally:
+            watcher.kill(block=False)
             if self._reaper is not None:
                 self._reaper.kill(block=False)
             for h in handlers:
@@ -201,6 +248,20 @@ class Supervisor:
         self._signal_children(signal.SIGTERM)
         if self._reaper is None:
             self._reaper = gevent.spawn_later(self.stop_timeout, self._kill_children)
+
+    def _watch_stalls(self) -> None:
+        while True:
+            gevent.sleep(HEARTBEAT)  # a periodic check: staying silent has no event
+            now = time.monotonic()
+            for child in self.children:
+                if child.stalled(now) and not child.stall_logged:
+                    child.stall_logged = True
+                    assert child.reported_at is not None and child.proc is not None
+                    logger.warning(
+                        "worker process {} (pid {}) sent no status for {:.0f} s: its hub is "
+                        "blocked (a job stuck in a C call?); not counted as registered",
+                        child.index, child.proc.pid, now - child.reported_at,
+                    )
 
     def _kill_children(self) -> None:
         running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
@@ -268,7 +329,7 @@ class Supervisor:
             reader.join(timeout=2)
             reader.kill()
             reason = str(child.info.get("fatal", ""))
-            child.info = {}
+            child.info, child.reported_at, child.stall_logged = {}, None, False
         return int(code), reason
 
     def _read_status(self, child: _Child, fd: int) -> None:
@@ -276,9 +337,10 @@ class Supervisor:
         try:
             for line in stream:
                 try:
-                    child.info = json.loads(line)
+                    info = json.loads(line)
                 except ValueError:
                     continue
+                child.reported(info, time.monotonic())
         finally:
             stream.close()
 

@@ -199,13 +199,14 @@ def serve(opts: Any, *, room: str | None = None, participant_identity: str | Non
 
     from ..worker import ConfigurationError, CredentialsRejectedError, Worker, WorkerError
     from .exit_signals import STOP_SIGNALS, ignore_stop_signals
-    from .supervisor import EX_CONFIG, status_reporter
+    from .supervisor import EX_CONFIG, heartbeat, status_reporter
 
     worker = Worker(opts)
     helpers: list[gevent.Greenlet] = []
     report = status_reporter(lambda: helpers.append(gevent.spawn(worker.drain)))
     if report is not None:
         worker.add_status_listener(report)
+        helpers.append(gevent.spawn(heartbeat, report, worker.health_info))
     if room is not None:
         worker.simulate_job(room, participant_identity)
     helpers.append(gevent.spawn(_freeze_startup_heap, worker))
