@@ -17,7 +17,7 @@ def json_stream() -> "io.StringIO":  # noqa: UP037
     stream = io.StringIO()
     setup_logging("DEBUG", "json", stream=stream)
     yield stream
-    setup_logging("INFO", "pretty", stream=sys.stderr)
+    setup_logging("INFO", "pretty", stream=sys.__stderr__)  # not the capture pytest closes
 
 
 def _records(stream: io.StringIO) -> list[dict[str, object]]:
@@ -46,7 +46,7 @@ def test_levels_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     setup_logging(fmt="json", stream=stream)
     logger.info("hidden")
     logger.warning("shown")
-    setup_logging("INFO", "pretty", stream=sys.stderr)
+    setup_logging("INFO", "pretty", stream=sys.__stderr__)  # not the capture pytest closes
     assert [r["message"] for r in _records(stream)] == ["shown"]
 
 

@@ -75,10 +75,12 @@ class Ear:
         self._voiced = 0
         self._wanted: list[tuple[int, gevent.event.Event]] = []
         self.stream: Any = None
+        self.streams: list[Any] = []  # every track the agent published (a retried start: two)
         self._listening = gevent.event.Event()
 
     def listen(self, track: Any) -> None:
         self.stream = StampedAudioStream(track, AGENT_RATE)
+        self.streams.append(self.stream)
         for at, frame in self.stream.frames:
             data = np.frombuffer(frame.data, dtype=np.int16)
             voiced = bool(len(data)) and int(np.abs(data).max()) > 1000
@@ -174,8 +176,8 @@ class Harness:
 
     def close(self) -> None:
         self.assistant.close()
-        if self.ear.stream is not None:
-            self.ear.stream.close()
+        for stream in self.ear.streams:
+            stream.close()
         self.group.kill(block=True, timeout=5)
         self.room.close()
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import gevent.event
 
 from .. import _bridge
-from ._blocking import lk, unwrap
+from ._blocking import lk, track_for_exit, unwrap
 from .audio_source import AudioSource
 
 __all__ = ["Clip", "ClipAudio", "RealtimeFeed", "StampedAudioStream"]
@@ -190,6 +190,7 @@ class StampedAudioStream:
         self.frames: _bridge.BlockingIterator[tuple[float, Any]] = _bridge.BlockingIterator(
             self._open, maxsize=buffer_frames, on_close=self._aclose
         )
+        track_for_exit(self)  # one never closed is closed before the loop stops
 
     def _open(self) -> AsyncIterator[tuple[float, Any]]:  # loop thread
         self._lk = lk.AudioStream(
@@ -206,6 +207,9 @@ class StampedAudioStream:
         stream, self._lk = self._lk, None
         if stream is not None:
             await stream.aclose()
+
+    async def _aclose_for_exit(self) -> None:
+        await self._aclose()
 
     def close(self) -> None:
         """End the iteration (any greenlet)."""
