@@ -811,6 +811,19 @@ class WireServer:
         self.write(proto.ServerMessage(register=proto.RegisterWorkerResponse(worker_id="AW_wire")))
         return register
 
+    def connect_worker(self, entrypoint: Callable[[JobContext], None]) -> Running:
+        """A worker running ``entrypoint``, connected to this endpoint and registered."""
+        worker = Worker(WorkerOptions(entrypoint_fnc=entrypoint, ws_url=self.url, api_key="k",
+                                      api_secret="s", port=0, load_fnc=lambda: 0.0))
+        running = Running(worker)
+        try:
+            self.accept()
+            worker.wait_for_registration(timeout=10)
+        except BaseException:
+            self.stop(running)
+            raise
+        return running
+
     def write(self, *msgs: proto.ServerMessage | bytes) -> None:
         """``msgs`` as unmasked binary frames (a server's), all in one write; ``bytes`` are
         written as they are (frames made with :func:`server_frame`)."""
@@ -881,12 +894,9 @@ def test_offers_in_one_read_are_answered_in_order_and_assignments_in_one_read_al
             gevent.sleep(60)
 
     wire = WireServer()
-    worker = Worker(WorkerOptions(entrypoint_fnc=entry, ws_url=wire.url, api_key="k",
-                                  api_secret="s", port=0, load_fnc=lambda: 0.0))
-    running = Running(worker)
+    running = wire.connect_worker(entry)
+    worker = running.worker
     try:
-        wire.accept()
-        worker.wait_for_registration(timeout=10)
         wire.write(*[proto.ServerMessage(availability=proto.AvailabilityRequest(job=j))
                      for j in jobs])
         answers = [wire.recv("availability").availability for _ in jobs]
@@ -929,12 +939,8 @@ def test_frames_of_every_shape_in_one_read_are_read_in_order(
     ]
     half = len(offers[2]) // 2
     wire = WireServer()
-    worker = Worker(WorkerOptions(entrypoint_fnc=noop, ws_url=wire.url, api_key="k",
-                                  api_secret="s", port=0, load_fnc=lambda: 0.0))
-    running = Running(worker)
+    running = wire.connect_worker(noop)
     try:
-        wire.accept()
-        worker.wait_for_registration(timeout=10)
         wire.write(
             server_frame(offers[0]),
             server_frame(offers[1]),
