@@ -161,15 +161,15 @@ class SpeechHandle:
         return True
 
     def mark_played(self, seconds: float, stopped_at: float | None = None) -> None:
-        """Playout ended: ``seconds`` of audio were heard; ``stopped_at`` (monotonic) when an
-        interruption silenced it."""
+        """Playout ended: ``seconds`` of audio were heard; ``stopped_at`` (on the assistant's
+        clock) when an interruption silenced it."""
         self._played_seconds = seconds
         if stopped_at is not None:
             self._stopped_at = stopped_at
 
     def mark_interrupted(self, decided_at: float | None = None) -> None:
-        """Interrupted; ``decided_at`` (monotonic): when the interruption was decided, for a
-        speech that was playing (it measures how fast the audio stopped)."""
+        """Interrupted; ``decided_at`` (on the assistant's clock): when the interruption was
+        decided, for a speech that was playing (it measures how fast the audio stopped)."""
         self._interrupted = True
         if decided_at is not None:
             self._interrupt_decided_at = decided_at
