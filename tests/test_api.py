@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import traceback
@@ -23,6 +22,7 @@ import pytest
 from gevent.pywsgi import WSGIServer
 from livekit import api as lk_api
 from livekit.protocol import models, room
+from ports import free_port
 
 from syncagents import api
 from syncagents.api import client as api_client
@@ -70,12 +70,6 @@ def twirp() -> Iterator[TwirpDouble]:
     server = TwirpDouble()
     yield server
     server.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def error_text(exc: BaseException) -> str:
@@ -293,7 +287,7 @@ def test_plain_text_rejection_becomes_its_twirp_error(twirp: TwirpDouble) -> Non
 
 
 def test_unreachable_server_is_a_clean_connection_error() -> None:
-    port = closed_port()
+    port = free_port()  # nobody listens there
     with (
         api.LiveKitAPI(f"ws://127.0.0.1:{port}", KEY, SECRET) as lk,
         pytest.raises(ConnectionError) as info,

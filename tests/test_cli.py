@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 from livekit.protocol import agent as proto
+from ports import free_port
 
 from syncagents.testing.dispatch_server import DispatchServer
 
@@ -244,11 +245,7 @@ def test_dev_passes_processes_on(server: DispatchServer, app: Path, cli: Any) ->
 
 
 def test_health_host_option(server: DispatchServer, app: Path, cli: Any) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = cli(
         "run", str(app), "--health-host", "127.0.0.1", "--health-port", str(port),
         "--agent-name", "hh", env=creds(server),
@@ -357,7 +354,7 @@ def _get_json(url: str) -> dict[str, Any]:
 def test_processes_register_separately_and_restart(
     server: DispatchServer, app: Path, cli: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     proc = cli("run", str(app), "--processes", "2", "--health-port", str(port), env=creds(server))
     server.wait_until(
         lambda: True if len(server.connected_workers) == 2 else None, 20, "two workers"
@@ -390,20 +387,12 @@ def entrypoint(ctx):
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_stalled_worker_is_reported_and_killed_when_it_outlives_its_drain(
     server: DispatchServer, tmp_path: Path, cli: Any
 ) -> None:
     app = tmp_path / "hanging_app.py"
     app.write_text(HANGING_APP)
-    port = _free_port()
+    port = free_port()
     proc = cli(
         "run", str(app), "--processes", "2", "--drain-timeout", "1", "--health-port", str(port),
         env=creds(server),

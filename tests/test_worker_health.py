@@ -11,17 +11,12 @@ import gevent
 import gevent.event
 import pytest
 from livekit.protocol import agent as proto
+from ports import free_port
 
 from syncagents.health import HealthServer
 from syncagents.job import JobContext
 from syncagents.testing.dispatch_server import DispatchServer
 from syncagents.worker import Worker, WorkerOptions
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, bytes, str]:
