@@ -1,15 +1,14 @@
 """Records what the agent publishes, on the real-time timeline, to a WAV file and/or speaker.
 
-Frames arrive paced by the agent's ``AudioSource``; when the agent is silent no frames come,
-so gaps are filled with silence. Each frame is placed where it was played: the time it came
-out of the agent's track is taken on the bridge loop's thread as it arrives
+Frames arrive paced by the agent's ``AudioSource``; when the agent is silent no frames come, so
+gaps are filled with silence. Each frame is placed where it was played: the time it came out of
+the agent's track is taken on the bridge loop's thread as it arrives
 (``rtc.realtime.StampedAudioStream``: a greenlet reading it later, after plugins held the hub,
-would place it late), and frames that follow each other without a gap are written back to
-back (their playout positions on the track).
-The file is mono 16-bit at the rate of the agent's source. It is opened when the recorder is
-made (a path that cannot be written fails before the agent starts) and its header is
-rewritten after every frame, so it is a valid WAV at any moment, also when the process is cut
-short.
+would place it late), and frames that follow each other without a gap are written back to back
+(their playout positions on the track). The file is mono 16-bit at the rate of the agent's
+source. It is opened when the recorder is made (a path that cannot be written fails before the
+agent starts) and its header is rewritten after every frame, so it is a valid WAV at any moment,
+also when the process is cut short.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ class AgentRecorder:
         self.voiced_s = 0.0
         self.max_misplaced_s = 0.0
         self._arrived_s = 0.0  # seconds of audio that came out of the track
-        # [began no later than - audio before it, arrived at, frame, audio before it]
+        # [began no later than - audio before it, arrived at, frame, audio before it, voiced]
         self._pending: collections.deque[list[Any]] = collections.deque()
         self._streams: list[StampedAudioStream] = []
         self._closed = False
@@ -119,15 +118,16 @@ class AgentRecorder:
         for pending in self._pending:
             if bound < pending[0]:
                 pending[0] = bound
-        self._pending.append([bound, at, frame, self._arrived_s - duration])
         peak = int(np.abs(np.frombuffer(frame.data, dtype=np.int16)).max(initial=0))
-        if peak >= VOICE_PEAK:
+        voiced = peak >= VOICE_PEAK
+        self._pending.append([bound, at, frame, self._arrived_s - duration, voiced])
+        if voiced:
             self.last_voice_at = at  # at once: the session's idea of quiet must not lag
 
     def _place(self, until: float) -> None:
         """Write the pending frames that arrived before ``until`` where they played."""
         while self._pending and self._pending[0][1] <= until:
-            bound, _at, frame, before = self._pending.popleft()
+            bound, _at, frame, before, voiced = self._pending.popleft()
             duration = frame.samples_per_channel / frame.sample_rate
             played_at = bound + before  # time.monotonic() when the frame started to play
             began = played_at - self.t0
@@ -137,8 +137,7 @@ class AgentRecorder:
             # to back: up to the gap tolerance)
             self.max_misplaced_s = max(self.max_misplaced_s, abs(self.written_s - began))
             self._write(frame)
-            peak = int(np.abs(np.frombuffer(frame.data, dtype=np.int16)).max(initial=0))
-            if peak >= VOICE_PEAK:
+            if voiced:
                 self.voiced_s += duration
                 if self._on_voice is not None:
                     self._on_voice(played_at)
