@@ -66,8 +66,11 @@ def test_busy_greenlet_triggers_hub_block_warning_with_job_id() -> None:
     got = gevent.event.Event()
 
     def listener(job_id: str | None, ms: float, stack: str) -> None:
-        hits.append((job_id, ms, stack))
-        _bridge.post_to_hub(got.set)
+        # On a loaded machine another block may be reported first (the test greenlet
+        # spawning the bystanders held the hub for 100 ms once in CI): keep the busy loop's.
+        if "_cpu_loop" in stack:
+            hits.append((job_id, ms, stack))
+            _bridge.post_to_hub(got.set)
 
     monitor.listeners.append(listener)
     idle = [gevent.spawn(gevent.sleep, 60) for _ in range(1000)]  # bystanders
@@ -88,10 +91,10 @@ def test_busy_greenlet_triggers_hub_block_warning_with_job_id() -> None:
         scope.close()
         gevent.killall(idle)
         setup_logging("INFO", "pretty", stream=sys.__stderr__)  # not the capture pytest closes
+    assert len(hits) == 1  # one block, reported once
     job_id, ms, stack = hits[0]
     assert job_id == "AJ_busy123"
     assert ms >= 100  # the measured time, not the threshold
-    assert "_cpu_loop" in stack
     assert "sleep" not in stack  # only the blocking greenlet's stack, not the bystanders'
     lines = [json.loads(x) for x in stream.getvalue().splitlines() if x.strip()]
     # On a loaded machine the OS may also pause the process for 100 ms while some other

@@ -300,8 +300,17 @@ from syncagents.testing.dispatch_server import DispatchServer
 from syncagents.worker import Worker, WorkerOptions
 import gevent
 
+from syncagents import _bridge
+import gevent.event
+
 hits = []
-enable_hub_block_detection(100).listeners.append(lambda job_id, ms, stack: hits.append(job_id))
+reported = gevent.event.Event()
+
+def listener(job_id, ms, stack):  # called on the monitor's thread
+    hits.append(job_id)
+    _bridge.post_to_hub(reported.set)
+
+enable_hub_block_detection(100).listeners.append(listener)
 
 def entry(ctx):
     end = time.monotonic() + 0.6
@@ -315,8 +324,8 @@ with DispatchServer() as srv:
     w.wait_for_registration(10)
     h = srv.dispatch(room="busy").wait_ended(timeout=60)
     deadline = time.monotonic() + 60
-    while h.id not in hits and time.monotonic() < deadline:
-        gevent.sleep(0.05)  # the monitor thread reports on its own cadence
+    while h.id not in hits and reported.wait(max(0.0, deadline - time.monotonic())):
+        reported.clear()  # another block was reported first: wait for the next report
     w.close()
 print("JOB", h.id)
 print("HITS", " ".join(str(x) for x in hits))
