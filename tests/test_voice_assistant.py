@@ -106,6 +106,13 @@ class Ear:
             return
         assert event.wait(timeout), f"the agent did not speak {seconds} s within {timeout} s"
 
+    def wait_heard(self, seconds: float, tolerance: float = 0.15) -> float:
+        """Voiced seconds heard, once at least ``seconds - tolerance`` of them arrived: the
+        assistant's events come when its source has played the audio, and this reader may still
+        be behind it on a loaded machine (times out if the audio never comes)."""
+        self.wait_voiced(seconds - tolerance)
+        return self.voiced_seconds()
+
     def last_voiced_before(self, end: float) -> float:
         times = [t for t, v in self.frames if v and t < end]
         return times[-1] if times else -1.0
@@ -267,7 +274,7 @@ def test_plain_turn_events_timing_audio_context_transcripts_metrics(harnesses: l
     assert contents(h.llm.calls[0])[-1] == ("user", "hello there")  # type: ignore[attr-defined]
 
     # what the room heard: the whole answer, starting after the turn ended
-    voiced = h.ear.voiced_seconds()
+    voiced = h.ear.wait_heard(h.tts.audio_duration(answer))
     assert abs(voiced - h.tts.audio_duration(answer)) < 0.15, voiced
     first_voiced = next(t for t, v in h.ear.frames if v)
     assert first_voiced >= t_turn
@@ -369,7 +376,8 @@ def test_false_start_shorter_than_threshold_does_not_interrupt(harnesses: list) 
     assert msg.content == LONG_ANSWER
     # the whole answer was heard (whether it played without a gap depends on the hub feeding
     # the track in time: on a machine busy with other work it may not, so not asserted here)
-    assert abs(h.ear.voiced_seconds() - h.tts.audio_duration(LONG_ANSWER)) < 0.15
+    heard = h.ear.wait_heard(h.tts.audio_duration(LONG_ANSWER))
+    assert abs(heard - h.tts.audio_duration(LONG_ANSWER)) < 0.15
     assert h.llm.call_count == 1  # type: ignore[attr-defined]  # the cough made no turn
 
 
@@ -440,7 +448,8 @@ def test_preemptive_reply_is_discarded_when_the_user_resumes(harnesses: list) ->
         ("user", "hello how are you"),
     ]
     assert msg.content == "Answer two."
-    assert abs(h.ear.voiced_seconds() - h.tts.audio_duration("Answer two.")) < 0.1
+    heard = h.ear.wait_heard(h.tts.audio_duration("Answer two."), 0.1)
+    assert abs(heard - h.tts.audio_duration("Answer two.")) < 0.1
     assert h.count("user_speech_committed") == 1
     assert contents(h.assistant.chat_ctx) == [
         ("user", "hello how are you"),
@@ -515,8 +524,8 @@ def test_function_call_then_follow_up_answer(harnesses: list) -> None:
     assert msg.content == "It is sunny in Paris."
     # the follow-up request saw the tool result
     assert contents(fake_llm.calls[1])[-1] == ("tool", "sunny in Paris")
-    heard = h.ear.voiced_seconds()
     spoken = h.tts.audio_duration("Let me check.") + h.tts.audio_duration("It is sunny in Paris.")
+    heard = h.ear.wait_heard(spoken)
     assert abs(heard - spoken) < 0.15
     assert metrics.function_rounds == 1
     assert h.finals("agent")[-1] == "Let me check. It is sunny in Paris."
@@ -565,8 +574,9 @@ def test_say_while_the_user_talks_still_plays_and_replies_queue_after(harnesses:
     assert ("assistant", text) in contents(h.assistant.chat_ctx)
     assert "agent_speech_interrupted" not in h.names()
     # both played in full, one after the other
-    heard = h.ear.voiced_seconds()
-    assert abs(heard - h.tts.audio_duration(text) - h.tts.audio_duration("It is noon.")) < 0.15
+    spoken = h.tts.audio_duration(text) + h.tts.audio_duration("It is noon.")
+    heard = h.ear.wait_heard(spoken)
+    assert abs(heard - spoken) < 0.15
 
 
 def test_say_with_iterator_and_queue_order(harnesses: list) -> None:
@@ -597,7 +607,7 @@ def test_say_an_llm_stream_speaks_its_text(harnesses: list) -> None:
     handle.wait_for_playout(timeout=WAIT)
     assert not handle.interrupted and handle.committed_text == "The answer is forty two."
     assert contents(h.assistant.chat_ctx) == [("assistant", "The answer is forty two.")]
-    assert h.ear.voiced_seconds() > 0
+    h.ear.wait_heard(h.tts.audio_duration("The answer is forty two."))
 
 
 def test_a_failing_speech_ends_only_that_speech(harnesses: list) -> None:
