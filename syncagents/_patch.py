@@ -28,7 +28,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 # module whose originals matter -> what a module still holding one gets
@@ -64,13 +64,16 @@ def ensure_patched() -> None:
     from gevent import monkey
 
     if monkey.is_module_patched("socket"):
-        return  # the application patched before importing us: respect its choice
+        # the application patched before importing us: respect its choice
+        loguru_uses_os_locks()
+        return
     imported_before = list(sys.modules.items())
     with warnings.catch_warnings():
         # gevent warns whenever ssl was imported first, broken or not; we log one precise
         # line instead, only for what breaks
         warnings.simplefilter("ignore")
         monkey.patch_all()
+    loguru_uses_os_locks()
     stale = stale_references(imported_before, monkey.saved)
     if stale:
         from loguru import logger
@@ -81,6 +84,28 @@ def ensure_patched() -> None:
             "SYNCAGENTS_NO_PATCH=1",
             "; ".join(stale),
         )
+
+
+def loguru_uses_os_locks() -> None:
+    """Make every lock loguru creates from now on an OS lock (idempotent). ``import syncagents``
+    does it right after patching, before ``runtime`` replaces loguru's default stderr handler
+    (see ``log.quiet_default_handler``), so that handler has one too.
+
+    Why: log calls come from native threads (the bridge loop, livekit's callbacks,
+    ``to_thread`` workers), and loguru takes all its handler locks in ``os.fork``'s
+    before-hook, from the forking greenlet. With gevent's locks there, a ``subprocess.run``
+    while a native thread logged made the hook raise ``LoopExit`` or release a lock it never
+    took (measured: about one fork in five under a logging thread), and a child could hang
+    before ``exec``, so that ``subprocess.run`` never returned.
+    """
+    from gevent import monkey
+    from loguru import _locks_machinery
+
+    from ._internals import check_loguru
+
+    check_loguru(_locks_machinery)
+    os_lock = monkey.get_original("_thread", "allocate_lock")
+    _locks_machinery.threading = SimpleNamespace(Lock=os_lock)  # type: ignore[assignment]
 
 
 def stale_references(

@@ -13,26 +13,16 @@ import logging
 import os
 import re
 import sys
-import types
 from typing import Any, TextIO
 
 from loguru import logger
 
 from ._bridge import real_lock
+from ._patch import loguru_uses_os_locks
 
 __all__ = ["logger", "redact", "setup_logging"]
 
 _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-
-
-def _use_real_locks_in_loguru() -> None:
-    # loguru creates one lock per sink through this module; give it real locks.
-    from loguru import _locks_machinery
-
-    from ._internals import check_loguru
-
-    check_loguru(_locks_machinery)
-    _locks_machinery.threading = types.SimpleNamespace(Lock=real_lock)  # type: ignore[assignment]
 
 
 class _InterceptHandler(logging.Handler):
@@ -140,7 +130,7 @@ def setup_logging(
         fmt = "pretty" if stream.isatty() else "json"
     if fmt not in ("pretty", "json"):
         raise ValueError(f"unknown log format {fmt!r} (pretty or json)")
-    _use_real_locks_in_loguru()
+    loguru_uses_os_locks()  # the sinks added below take OS locks (see there)
     logger.remove()
     if fmt == "json":
         logger.add(_json_sink(stream), level=level, enqueue=False, catch=True)

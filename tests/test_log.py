@@ -95,3 +95,56 @@ def test_tracebacks_from_loguru_default_handler_show_no_locals() -> None:
                          timeout=60)
     assert "boom" in out.stderr
     assert "eyJ" not in out.stderr  # loguru's diagnose would print the token's value
+
+
+# Run in a fresh interpreter: loguru must be first imported by ``import syncagents``, as in a
+# user's script. The handler's holder is a native thread parked inside loguru's default
+# handler; a before-fork hook (it runs just before loguru's, which takes every handler lock)
+# lets it go 0.2 s later, a slow write: with gevent's locks loguru's hook raised LoopExit at
+# once and released a lock it never took, with OS locks the fork waits for the write.
+FORK_WHILE_A_NATIVE_THREAD_LOGS = r"""
+import _thread, os, sys, time
+start_thread, os_lock = _thread.start_new_thread, _thread.allocate_lock  # unpatched
+inside, leave = os_lock(), os_lock()
+inside.acquire(); leave.acquire()
+
+class Stderr:
+    def __init__(self):
+        self.lines = []
+    def write(self, text):
+        self.lines.append(text)
+        if "from a native thread" in text:
+            inside.release()
+            leave.acquire()
+    def flush(self):
+        pass
+
+real_stderr, sys.stderr = sys.stderr, Stderr()
+import subprocess
+import syncagents
+from loguru import logger
+
+start_thread(logger.info, ("from a native thread",))
+assert inside.acquire(timeout=30)
+def slow_write():
+    time.sleep(0.2)
+    leave.release()
+os.register_at_fork(before=lambda: start_thread(slow_write, ()))
+done = subprocess.run(["true"], timeout=30)
+print(done.returncode, sum("from a native thread" in line for line in sys.stderr.lines))
+real_stderr.write("".join(line for line in sys.stderr.lines if "native" not in line))
+"""
+
+
+def test_a_fork_while_a_native_thread_logs_waits_for_it() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_A_NATIVE_THREAD_LOGS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == ["0", "1"], out.stdout + out.stderr
+    assert out.stderr == ""
+
