@@ -60,6 +60,9 @@ def ensure_patched() -> None:
         return
     _applied = True
     if os.environ.get("SYNCAGENTS_NO_PATCH", "").strip() not in ("", "0"):
+        monkey_module = sys.modules.get("gevent.monkey")
+        if monkey_module is not None and monkey_module.is_module_patched("threading"):
+            loguru_uses_os_locks()  # patched by the application: its locks are gevent's
         return
     from gevent import monkey
 

@@ -120,6 +120,7 @@ class Stderr:
         pass
 
 real_stderr, sys.stderr = sys.stderr, Stderr()
+PRELUDE
 import subprocess
 import syncagents
 from loguru import logger
@@ -136,14 +137,21 @@ real_stderr.write("".join(line for line in sys.stderr.lines if "native" not in l
 """
 
 
-def test_a_fork_while_a_native_thread_logs_waits_for_it() -> None:
+@pytest.mark.parametrize(
+    ("prelude", "no_patch"),
+    [("", ""), ("from gevent import monkey; monkey.patch_all()", "1")],
+    ids=["patched-by-syncagents", "patched-by-the-application"],
+)
+def test_a_fork_while_a_native_thread_logs_waits_for_it(prelude: str, no_patch: str) -> None:
+    import os
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-c", FORK_WHILE_A_NATIVE_THREAD_LOGS],
+        [sys.executable, "-c", FORK_WHILE_A_NATIVE_THREAD_LOGS.replace("PRELUDE", prelude)],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "SYNCAGENTS_NO_PATCH": no_patch},
     )
     assert out.stdout.split() == ["0", "1"], out.stdout + out.stderr
     assert out.stderr == ""
