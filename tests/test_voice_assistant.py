@@ -106,12 +106,19 @@ class Ear:
             return
         assert event.wait(timeout), f"the agent did not speak {seconds} s within {timeout} s"
 
-    def wait_heard(self, seconds: float, tolerance: float = 0.15) -> float:
-        """Voiced seconds heard, once at least ``seconds - tolerance`` of them arrived: the
-        assistant's events come when its source has played the audio, and this reader may still
-        be behind it on a loaded machine (times out if the audio never comes)."""
-        self.wait_voiced(seconds - tolerance)
+    def wait_heard(self, seconds: float) -> float:
+        """Voiced seconds heard, once all but 50 ms of ``seconds`` arrived: the assistant's
+        events come when its source has played the audio, and this reader may still be behind
+        it on a loaded machine (times out if the audio never comes)."""
+        self.wait_voiced(seconds - 0.05)
         return self.voiced_seconds()
+
+
+def spoken_seconds(tts: FakeTTS, *speeches: str) -> float:
+    """Seconds of audio the assistant plays for ``speeches``: one synthesis per sentence, so the
+    spaces between sentences make no sound."""
+    sentences = [s for text in speeches for s in tokenize.basic.SentenceTokenizer().tokenize(text)]
+    return sum(tts.audio_duration(sentence) for sentence in sentences)
 
 
 class Harness:
@@ -270,8 +277,8 @@ def test_plain_turn_events_timing_audio_context_transcripts_metrics(harnesses: l
     assert contents(h.llm.calls[0])[-1] == ("user", "hello there")  # type: ignore[attr-defined]
 
     # what the room heard: the whole answer, starting after the turn ended
-    voiced = h.ear.wait_heard(h.tts.audio_duration(answer))
-    assert abs(voiced - h.tts.audio_duration(answer)) < 0.15, voiced
+    voiced = h.ear.wait_heard(spoken_seconds(h.tts, answer))
+    assert abs(voiced - spoken_seconds(h.tts, answer)) < 0.15, voiced
     first_voiced = next(t for t, v in h.ear.frames if v)
     assert first_voiced >= t_turn
     # (committed once played, not once synthesised: a speech's wait_for_playout does not return
@@ -371,8 +378,8 @@ def test_false_start_shorter_than_threshold_does_not_interrupt(harnesses: list) 
     assert msg.content == LONG_ANSWER
     # the whole answer was heard (whether it played without a gap depends on the hub feeding
     # the track in time: on a machine busy with other work it may not, so not asserted here)
-    heard = h.ear.wait_heard(h.tts.audio_duration(LONG_ANSWER))
-    assert abs(heard - h.tts.audio_duration(LONG_ANSWER)) < 0.15
+    heard = h.ear.wait_heard(spoken_seconds(h.tts, LONG_ANSWER))
+    assert abs(heard - spoken_seconds(h.tts, LONG_ANSWER)) < 0.15
     assert h.llm.call_count == 1  # type: ignore[attr-defined]  # the cough made no turn
 
 
@@ -443,8 +450,8 @@ def test_preemptive_reply_is_discarded_when_the_user_resumes(harnesses: list) ->
         ("user", "hello how are you"),
     ]
     assert msg.content == "Answer two."
-    heard = h.ear.wait_heard(h.tts.audio_duration("Answer two."), 0.1)
-    assert abs(heard - h.tts.audio_duration("Answer two.")) < 0.1
+    heard = h.ear.wait_heard(spoken_seconds(h.tts, "Answer two."))
+    assert abs(heard - spoken_seconds(h.tts, "Answer two.")) < 0.1
     assert h.count("user_speech_committed") == 1
     assert contents(h.assistant.chat_ctx) == [
         ("user", "hello how are you"),
@@ -519,7 +526,7 @@ def test_function_call_then_follow_up_answer(harnesses: list) -> None:
     assert msg.content == "It is sunny in Paris."
     # the follow-up request saw the tool result
     assert contents(fake_llm.calls[1])[-1] == ("tool", "sunny in Paris")
-    spoken = h.tts.audio_duration("Let me check.") + h.tts.audio_duration("It is sunny in Paris.")
+    spoken = spoken_seconds(h.tts, "Let me check.", "It is sunny in Paris.")
     heard = h.ear.wait_heard(spoken)
     assert abs(heard - spoken) < 0.15
     assert metrics.function_rounds == 1
@@ -569,7 +576,7 @@ def test_say_while_the_user_talks_still_plays_and_replies_queue_after(harnesses:
     assert ("assistant", text) in contents(h.assistant.chat_ctx)
     assert "agent_speech_interrupted" not in h.names()
     # both played in full, one after the other
-    spoken = h.tts.audio_duration(text) + h.tts.audio_duration("It is noon.")
+    spoken = spoken_seconds(h.tts, text, "It is noon.")
     heard = h.ear.wait_heard(spoken)
     assert abs(heard - spoken) < 0.15
 
@@ -602,7 +609,7 @@ def test_say_an_llm_stream_speaks_its_text(harnesses: list) -> None:
     handle.wait_for_playout(timeout=WAIT)
     assert not handle.interrupted and handle.committed_text == "The answer is forty two."
     assert contents(h.assistant.chat_ctx) == [("assistant", "The answer is forty two.")]
-    h.ear.wait_heard(h.tts.audio_duration("The answer is forty two."))
+    h.ear.wait_heard(spoken_seconds(h.tts, "The answer is forty two."))
 
 
 def test_a_failing_speech_ends_only_that_speech(harnesses: list) -> None:
