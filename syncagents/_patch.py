@@ -54,29 +54,31 @@ _applied = False
 
 def ensure_patched() -> None:
     """Run ``gevent.monkey.patch_all()`` once unless opted out or already done; log one
-    WARNING naming the modules that captured unpatched originals before it ran."""
+    WARNING naming the modules that captured unpatched originals before it ran. Once threads
+    are patched (by us or by the application), loguru's locks are made OS locks."""
     global _applied
     if _applied:
         return
     _applied = True
+    _patch_all()
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        loguru_uses_os_locks()
+
+
+def _patch_all() -> None:
     if os.environ.get("SYNCAGENTS_NO_PATCH", "").strip() not in ("", "0"):
-        monkey_module = sys.modules.get("gevent.monkey")
-        if monkey_module is not None and monkey_module.is_module_patched("threading"):
-            loguru_uses_os_locks()  # patched by the application: its locks are gevent's
         return
     from gevent import monkey
 
     if monkey.is_module_patched("socket"):
-        # the application patched before importing us: respect its choice
-        loguru_uses_os_locks()
-        return
+        return  # the application patched before importing us: respect its choice
     imported_before = list(sys.modules.items())
     with warnings.catch_warnings():
         # gevent warns whenever ssl was imported first, broken or not; we log one precise
         # line instead, only for what breaks
         warnings.simplefilter("ignore")
         monkey.patch_all()
-    loguru_uses_os_locks()
     stale = stale_references(imported_before, monkey.saved)
     if stale:
         from loguru import logger
@@ -101,14 +103,13 @@ def loguru_uses_os_locks() -> None:
     took (measured: about one fork in five under a logging thread), and a child could hang
     before ``exec``, so that ``subprocess.run`` never returned.
     """
-    from gevent import monkey
     from loguru import _locks_machinery
 
+    from ._bridge import real_lock
     from ._internals import check_loguru
 
     check_loguru(_locks_machinery)
-    os_lock = monkey.get_original("_thread", "allocate_lock")
-    _locks_machinery.threading = SimpleNamespace(Lock=os_lock)  # type: ignore[assignment]
+    _locks_machinery.threading = SimpleNamespace(Lock=real_lock)  # type: ignore[assignment]
 
 
 def stale_references(

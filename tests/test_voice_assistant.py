@@ -277,8 +277,9 @@ def test_plain_turn_events_timing_audio_context_transcripts_metrics(harnesses: l
     assert contents(h.llm.calls[0])[-1] == ("user", "hello there")  # type: ignore[attr-defined]
 
     # what the room heard: the whole answer, starting after the turn ended
-    voiced = h.ear.wait_heard(spoken_seconds(h.tts, answer))
-    assert abs(voiced - spoken_seconds(h.tts, answer)) < 0.15, voiced
+    spoken = spoken_seconds(h.tts, answer)
+    voiced = h.ear.wait_heard(spoken)
+    assert abs(voiced - spoken) < 0.15, voiced
     first_voiced = next(t for t, v in h.ear.frames if v)
     assert first_voiced >= t_turn
     # (committed once played, not once synthesised: a speech's wait_for_playout does not return
@@ -378,8 +379,9 @@ def test_false_start_shorter_than_threshold_does_not_interrupt(harnesses: list) 
     assert msg.content == LONG_ANSWER
     # the whole answer was heard (whether it played without a gap depends on the hub feeding
     # the track in time: on a machine busy with other work it may not, so not asserted here)
-    heard = h.ear.wait_heard(spoken_seconds(h.tts, LONG_ANSWER))
-    assert abs(heard - spoken_seconds(h.tts, LONG_ANSWER)) < 0.15
+    spoken = spoken_seconds(h.tts, LONG_ANSWER)
+    heard = h.ear.wait_heard(spoken)
+    assert abs(heard - spoken) < 0.15
     assert h.llm.call_count == 1  # type: ignore[attr-defined]  # the cough made no turn
 
 
@@ -450,8 +452,9 @@ def test_preemptive_reply_is_discarded_when_the_user_resumes(harnesses: list) ->
         ("user", "hello how are you"),
     ]
     assert msg.content == "Answer two."
-    heard = h.ear.wait_heard(spoken_seconds(h.tts, "Answer two."))
-    assert abs(heard - spoken_seconds(h.tts, "Answer two.")) < 0.1
+    spoken = spoken_seconds(h.tts, "Answer two.")
+    heard = h.ear.wait_heard(spoken)
+    assert abs(heard - spoken) < 0.1
     assert h.count("user_speech_committed") == 1
     assert contents(h.assistant.chat_ctx) == [
         ("user", "hello how are you"),
